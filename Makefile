@@ -1,0 +1,69 @@
+# photopipe - one target per check, and `test` runs them all.
+#   make run    install what is needed and start the local stack (API on http://127.0.0.1:3000)
+#   make test   lint + type-check + the whole test suite (what .ci/run calls)
+
+PYTHON ?= python3.11
+VENV   := .venv
+SAMENV := .venv-sam
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+PYTEST_ARGS ?=
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: run install test lint format typecheck template-lint unit integration e2e bench build clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[dev]"
+	@touch $@
+
+# SAM CLI pins its own boto3 and cfn-lint: it lives in its own environment.
+$(SAMENV)/.installed:
+	$(PYTHON) -m venv $(SAMENV)
+	$(SAMENV)/bin/pip install --quiet --upgrade pip
+	$(SAMENV)/bin/pip install --quiet "aws-sam-cli==1.170.0"
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/photopipe local run
+
+test: lint typecheck template-lint
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+template-lint: $(VENV)/.installed $(SAMENV)/.installed
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAMENV)/bin/sam validate --lint --template template.yaml
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(VENV)/.installed
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: $(VENV)/.installed
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/ingest_transform.py
+	$(PY) benchmarks/e2e_local.py
+
+# Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it).
+build: $(SAMENV)/.installed
+	PATH="$$(pyenv prefix 3.12.1 2>/dev/null)/bin:$$PATH" $(SAMENV)/bin/sam build --template template.yaml
+
+clean:
+	rm -rf $(VENV) $(SAMENV) .aws-sam .photopipe .pytest_cache .mypy_cache .ruff_cache

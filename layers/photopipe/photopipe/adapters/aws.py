@@ -1,0 +1,51 @@
+"""Shared helpers for AWS adapters: error translation and client construction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from photopipe.errors import PhotopipeError, TransientError
+
+# Standard retry mode with a few attempts: throttling and 5xx are retried by botocore before we see them.
+BOTO_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "TransactionInProgressException",
+    }
+)
+
+
+def client(service: str) -> Any:
+    """A boto3 client with the project's retry config. Endpoints come from boto3's own
+    AWS_ENDPOINT_URL handling, so nothing here knows whether it talks to AWS or the local stack."""
+    return boto3.session.Session().client(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
+
+
+def error_code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def translate(e: Exception, what: str) -> PhotopipeError:
+    """Map a botocore failure to a domain error (transient ones are retried by the queue)."""
+    if isinstance(e, ClientError):
+        code = error_code(e)
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _TRANSIENT_CODES or status >= 500:
+            return TransientError(f"{what} failed temporarily ({code or status}); it will be retried")
+        return PhotopipeError(f"{what} failed: {code}: {e.response.get('Error', {}).get('Message', '')}")
+    if isinstance(e, ConnectionError | ReadTimeoutError | BotoCoreError):
+        return TransientError(f"{what} failed temporarily ({type(e).__name__}); it will be retried")
+    raise TypeError(f"not an AWS error: {e!r}")

@@ -1,0 +1,121 @@
+"""Images table: records keyed by image_id, listed per owner through the `by-owner` GSI. Every state change
+is a conditional write, so duplicate deliveries cannot move an image backwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import BotoCoreError, ClientError
+
+from photopipe.adapters.aws import error_code, translate
+from photopipe.adapters.dynamo import decode_cursor, encode_cursor, plain, table
+from photopipe.models import ImageRecord, ImageState, utcnow_iso
+
+OWNER_INDEX = "by-owner"
+_CURSOR_KEYS = frozenset({"image_id", "user_id", "created_at"})
+
+
+class ImagesRepository:
+    def __init__(self, table_name: str, resource: Any | None = None) -> None:
+        self._table = table(table_name, resource)
+
+    def create(self, record: ImageRecord) -> None:
+        try:
+            self._table.put_item(
+                Item=record.model_dump(mode="json", exclude_none=True),
+                ConditionExpression="attribute_not_exists(image_id)",
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, "creating the image record") from e
+
+    def get(self, image_id: str, *, consistent: bool = True) -> ImageRecord | None:
+        try:
+            resp = self._table.get_item(Key={"image_id": image_id}, ConsistentRead=consistent)
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, "reading the image record") from e
+        item = resp.get("Item")
+        return ImageRecord.model_validate(plain(item)) if item else None
+
+    def transition(
+        self,
+        image_id: str,
+        *,
+        from_states: Iterable[ImageState],
+        to_state: ImageState,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: Iterable[str] = (),
+    ) -> ImageRecord | None:
+        """Move an image to `to_state` only if it is in one of `from_states`; returns the new record, or
+        None when the condition did not hold (another delivery got there first, or it was deleted)."""
+        fields = {**(set_fields or {}), "state": to_state.value, "updated_at": utcnow_iso()}
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        removes = [f for f in remove_fields if f not in fields]
+        if removes:
+            names.update({f"#r{i}": k for i, k in enumerate(removes)})
+            update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+        states = [s.value for s in from_states]
+        names["#state"] = "state"
+        values.update({f":s{i}": s for i, s in enumerate(states)})
+        condition = "attribute_exists(image_id) AND #state IN (" + ", ".join(
+            f":s{i}" for i in range(len(states))
+        ) + ")"
+        try:
+            resp = self._table.update_item(
+                Key={"image_id": image_id},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as e:
+            if error_code(e) == "ConditionalCheckFailedException":
+                return None
+            raise translate(e, "updating the image record") from e
+        except BotoCoreError as e:
+            raise translate(e, "updating the image record") from e
+        return ImageRecord.model_validate(plain(resp["Attributes"]))
+
+    def list_by_owner(
+        self, user_id: str, *, limit: int, cursor: str | None = None, state: ImageState | None = None
+    ) -> tuple[list[ImageRecord], str | None]:
+        """Newest first. With a state filter, keeps reading pages until `limit` matches or the end."""
+        start = decode_cursor(cursor, _CURSOR_KEYS)
+        if start is not None and start["user_id"] != user_id:
+            start = None  # a cursor from another user's listing is simply ignored
+        records: list[ImageRecord] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": Key("user_id").eq(user_id),
+            "ScanIndexForward": False,
+        }
+        if state is not None:
+            kwargs["FilterExpression"] = Attr("state").eq(state.value)
+        last: dict[str, Any] | None = start
+        while True:
+            page_kwargs = {**kwargs, "Limit": limit - len(records)}
+            if last:
+                page_kwargs["ExclusiveStartKey"] = last
+            try:
+                resp = self._table.query(**page_kwargs)
+            except (ClientError, BotoCoreError) as e:
+                raise translate(e, "listing images") from e
+            records.extend(ImageRecord.model_validate(plain(i)) for i in resp.get("Items", []))
+            last = resp.get("LastEvaluatedKey")
+            if not last or len(records) >= limit:
+                break
+        if last and len(records) >= limit:
+            # Point the cursor at the last record returned (LastEvaluatedKey may lie past filtered items).
+            tail = records[-1]
+            last = {"image_id": tail.image_id, "user_id": tail.user_id, "created_at": tail.created_at}
+        return records, encode_cursor(last)
+
+    def delete(self, image_id: str) -> None:
+        try:
+            self._table.delete_item(Key={"image_id": image_id})
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, "deleting the image record") from e

@@ -1,0 +1,147 @@
+"""Request and response bodies of the HTTP API (validated by Powertools; they generate /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from photopipe.models import ImageRecord, ImageState, User
+
+Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class UserOut(BaseModel):
+    user_id: str
+    username: str
+    email: str
+    created_at: str
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls.model_validate(user.model_dump())
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Username
+    email: Email
+    password: Password
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str | None = Field(None, max_length=254, description="Username or email")
+    email: str | None = Field(None, max_length=254)
+    password: str = Field(max_length=256)
+
+    @model_validator(mode="after")
+    def one_login(self) -> LoginRequest:
+        if not (self.username or self.email):
+            raise ValueError("send a username or an email")
+        return self
+
+    @property
+    def login(self) -> str:
+        return self.username or self.email or ""
+
+
+class SessionOut(BaseModel):
+    token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    user: UserOut
+
+
+class ProfileOut(BaseModel):
+    user: UserOut
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=1024)
+    content_type: str = Field(min_length=3, max_length=100)
+    size: int = Field(gt=0, description="Size of the file in bytes")
+    sha256: Sha256Hex | None = Field(None, description="Optional; lets a client check the cache first")
+
+
+class PresignedPostOut(BaseModel):
+    url: str
+    fields: dict[str, str]
+
+
+class UploadOut(BaseModel):
+    image_id: str
+    key: str
+    upload: PresignedPostOut
+    expires_in: int
+
+
+class ImageUrls(BaseModel):
+    original: str | None = None
+    thumbnail: str | None = None
+    preview: str | None = None
+
+
+class ImageOut(BaseModel):
+    image_id: str
+    state: ImageState
+    reason: str | None = None
+    reason_message: str | None = None
+    filename: str
+    content_type: str
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    phash: str | None = None
+    created_at: str
+    updated_at: str
+    urls: ImageUrls | None = None
+
+    @classmethod
+    def of(cls, record: ImageRecord, urls: ImageUrls | None = None) -> ImageOut:
+        return cls.model_validate({**record.model_dump(), "urls": urls})
+
+
+class ImageList(BaseModel):
+    items: list[ImageOut]
+    next_cursor: str | None = None
+
+
+class BatchDeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_ids: list[str] = Field(min_length=1, max_length=100)
+
+
+class BatchDeleteOut(BaseModel):
+    deleted: list[str]
+    not_found: list[str]
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+
+
+class InfoOut(BaseModel):
+    name: str
+    version: str
+    stage: str
+    limits: dict[str, int]
+    accepted_content_types: list[str]

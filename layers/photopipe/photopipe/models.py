@@ -1,0 +1,65 @@
+"""Domain models shared by the API, the queue consumers and the CLI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow_iso() -> str:
+    """ISO-8601 UTC with microseconds: sorts lexically, so it doubles as a sort key."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ImageState(StrEnum):
+    PENDING_UPLOAD = "pending_upload"
+    PROCESSING = "processing"
+    PROCESSED = "processed"
+    CLASSIFIED = "classified"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+TERMINAL_INGEST_STATES = frozenset({ImageState.PROCESSED, ImageState.CLASSIFIED, ImageState.REJECTED})
+
+
+class User(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    username: str
+    email: str
+    created_at: str
+
+
+class UserRecord(User):
+    password_hash: str
+
+
+class ImageRecord(BaseModel):
+    """What the images table holds for one photo (keys are relative to the media bucket)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image_id: str
+    user_id: str
+    state: ImageState
+    filename: str = Field(description="The name the user gave, sanitised, for display")
+    original_key: str
+    content_type: str = Field(description="Content-Type the client declared at upload time")
+    declared_size: int | None = None
+    reason: str | None = Field(None, description="Machine-readable reason when rejected or failed")
+    reason_message: str | None = Field(None, description="The same reason, for a person")
+    format: str | None = Field(None, description="Format identified from the content")
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    phash: str | None = None
+    etag: str | None = None
+    thumbnail_key: str | None = None
+    preview_key: str | None = None
+    created_at: str
+    updated_at: str
