@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from photopipe.observability import logger, metrics, tracer
 from photopipe.wiring import ingestor
 

@@ -51,7 +51,9 @@ class ApiServices:
 
     @property
     def gallery(self) -> Gallery:
-        return Gallery(images=self.images, media=self.media, url_ttl_seconds=self.settings.download_url_ttl_seconds)
+        return Gallery(
+            images=self.images, media=self.media, url_ttl_seconds=self.settings.download_url_ttl_seconds
+        )
 
 
 @lru_cache(maxsize=1)

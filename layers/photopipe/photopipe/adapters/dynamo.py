@@ -45,6 +45,10 @@ def decode_cursor(cursor: str | None, required_keys: frozenset[str]) -> dict[str
         key = json.loads(raw)
     except (ValueError, json.JSONDecodeError) as e:
         raise BadRequestError("the cursor is not one this API returned", code="invalid_cursor") from e
-    if not isinstance(key, dict) or set(key) != required_keys or not all(isinstance(v, str) for v in key.values()):
+    if (
+        not isinstance(key, dict)
+        or set(key) != required_keys
+        or not all(isinstance(v, str) for v in key.values())
+    ):
         raise BadRequestError("the cursor is not one this API returned", code="invalid_cursor")
     return key

@@ -60,9 +60,11 @@ class ImagesRepository:
         states = [s.value for s in from_states]
         names["#state"] = "state"
         values.update({f":s{i}": s for i, s in enumerate(states)})
-        condition = "attribute_exists(image_id) AND #state IN (" + ", ".join(
-            f":s{i}" for i in range(len(states))
-        ) + ")"
+        condition = (
+            "attribute_exists(image_id) AND #state IN ("
+            + ", ".join(f":s{i}" for i in range(len(states)))
+            + ")"
+        )
         try:
             resp = self._table.update_item(
                 Key={"image_id": image_id},

@@ -62,7 +62,7 @@ class LoginRequest(BaseModel):
 
 class SessionOut(BaseModel):
     token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
     expires_in: int
     user: UserOut
 

@@ -62,4 +62,6 @@ class TokenService:
             raise UnauthorizedError(
                 "the token is not valid; log in to get a new one", code="invalid_token"
             ) from e
-        return Claims(user_id=str(claims["sub"]), username=str(claims.get("username", "")), expires_at=claims["exp"])
+        return Claims(
+            user_id=str(claims["sub"]), username=str(claims.get("username", "")), expires_at=claims["exp"]
+        )

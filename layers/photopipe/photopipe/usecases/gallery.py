@@ -45,7 +45,9 @@ class Gallery:
             thumbnail=self.media.presigned_get(record.thumbnail_key, expires_in=ttl)
             if record.thumbnail_key
             else None,
-            preview=self.media.presigned_get(record.preview_key, expires_in=ttl) if record.preview_key else None,
+            preview=self.media.presigned_get(record.preview_key, expires_in=ttl)
+            if record.preview_key
+            else None,
         )
 
     def delete(self, user_id: str, image_id: str) -> None:

@@ -46,7 +46,7 @@ class ObjectRef:
 
 
 def parse_notification(body: str) -> list[ObjectRef]:
-    """The S3 event inside one SQS message body. S3's `s3:TestEvent` gives no objects; keys are URL-encoded."""
+    """The S3 event in one SQS message body. S3's `s3:TestEvent` gives no objects; keys are URL-encoded."""
     try:
         data = json.loads(body)
     except json.JSONDecodeError as e:
@@ -82,7 +82,9 @@ class Ingestor:
     idempotency_table: str
     idempotency_config: IdempotencyConfig = field(
         default_factory=lambda: IdempotencyConfig(
-            event_key_jmespath="[bucket, key, etag]", raise_on_no_idempotency_key=True, expires_after_seconds=3600
+            event_key_jmespath="[bucket, key, etag]",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=3600,
         )
     )
 
@@ -94,8 +96,11 @@ class Ingestor:
 
     def handle_batch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         self.idempotency_config.register_lambda_context(context)
+        # A batch where every record failed is still reported item by item (not raised), so the retry and
+        # DLQ accounting is the same whatever the batch's mix.
+        processor = BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
         return process_partial_response(
-            event=event, record_handler=self.handle_record, processor=BatchProcessor(EventType.SQS), context=context
+            event=event, record_handler=self.handle_record, processor=processor, context=context
         )
 
     def handle_record(self, record: SQSRecord) -> None:
@@ -156,8 +161,12 @@ class Ingestor:
         prefix = f"derived/{record.user_id}/{record.image_id}"
         thumb_key, preview_key = f"{prefix}/thumb.webp", f"{prefix}/preview.jpg"
         cache = "private, max-age=31536000, immutable"
-        self.media.put(thumb_key, result.thumbnail.data, content_type=result.thumbnail.content_type, cache_control=cache)
-        self.media.put(preview_key, result.preview.data, content_type=result.preview.content_type, cache_control=cache)
+        self.media.put(
+            thumb_key, result.thumbnail.data, content_type=result.thumbnail.content_type, cache_control=cache
+        )
+        self.media.put(
+            preview_key, result.preview.data, content_type=result.preview.content_type, cache_control=cache
+        )
         updated = self.images.transition(
             record.image_id,
             from_states=(ImageState.PROCESSING,),
@@ -174,11 +183,19 @@ class Ingestor:
             },
         )
         if updated is None:
-            logger.info("image deleted while processing; renditions left for the delete", extra={"image_id": record.image_id})
+            logger.info(
+                "image deleted while processing; renditions left for the delete",
+                extra={"image_id": record.image_id},
+            )
             return {"outcome": "deleted"}
         logger.info(
             "image processed",
-            extra={"image_id": record.image_id, "format": result.format, "width": result.width, "height": result.height},
+            extra={
+                "image_id": record.image_id,
+                "format": result.format,
+                "width": result.width,
+                "height": result.height,
+            },
         )
         metrics.add_metric(name="ImagesProcessed", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="IngestedBytes", unit=MetricUnit.Bytes, value=result.bytes)
@@ -192,7 +209,9 @@ class Ingestor:
             set_fields={"reason": e.code, "reason_message": e.message},
             remove_fields=("thumbnail_key", "preview_key"),
         )
-        logger.info("image rejected", extra={"image_id": record.image_id, "reason": e.code, "detail": e.message})
+        logger.info(
+            "image rejected", extra={"image_id": record.image_id, "reason": e.code, "detail": e.message}
+        )
         metrics.add_metric(name="ImagesRejected", unit=MetricUnit.Count, value=1)
         return {"outcome": "rejected", "image_id": record.image_id, "reason": e.code}
 
@@ -201,7 +220,9 @@ class Ingestor:
         match = _ORIGINAL_KEY.match(ref.key)
         if match is None:
             return
-        logger.error("giving up on this upload; message goes to the DLQ", extra={"key": ref.key, "error": str(error)})
+        logger.error(
+            "giving up on this upload; message goes to the DLQ", extra={"key": ref.key, "error": str(error)}
+        )
         metrics.add_metric(name="IngestFailures", unit=MetricUnit.Count, value=1)
         self.images.transition(
             match["image_id"],
