@@ -205,7 +205,8 @@ def main() -> None:
             "libjpeg_turbo": features.version("libjpeg_turbo"),
             "cpus": os.cpu_count(),
         },
-        "ours": "read_original (spool + sha256) + transform: JPEG draft, LANCZOS, transpose last",
+        "ours": "read_original (spool + sha256) + transform: JPEG draft to >= 1440, BILINEAR for the "
+        "remaining <= 2x (LANCZOS beyond), transpose last, thumb from the preview, WebP method 2",
         "baseline": "sha256 + Image.open → exif_transpose (full decode) → RGB → LANCZOS to 1440 → "
         "LANCZOS 256 from that → JPEG q85 + WebP",
         "cases": cases,

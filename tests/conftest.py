@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Powertools reads these when `photopipe.observability` is first imported (at collection): set them first,
 # as Lambda does before it imports a handler.
@@ -57,20 +58,20 @@ def load_handler(function_dir: str) -> ModuleType:
     return module
 
 
-class FakeContext:
-    """The parts of a Lambda context Powertools reads."""
+class FakeContext(LambdaContext):
+    """A Lambda context for direct handler calls (Powertools' own type, filled in)."""
 
     def __init__(self, name: str = "photopipe-test", timeout_ms: int = 30_000) -> None:
-        self.function_name = name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 512
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
-        self.aws_request_id = "00000000-0000-0000-0000-000000000000"
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "test"
+        self._function_name = name
+        self._function_version = "$LATEST"
+        self._memory_limit_in_mb = 512
+        self._invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self._aws_request_id = "00000000-0000-0000-0000-000000000000"
+        self._log_group_name = f"/aws/lambda/{name}"
+        self._log_stream_name = "test"
         self._timeout_ms = timeout_ms
 
-    def get_remaining_time_in_millis(self) -> int:
+    def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
         return self._timeout_ms
 
 

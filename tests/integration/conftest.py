@@ -54,7 +54,7 @@ class Stack:
     dynamodb: Any
 
     def new_client(self, service: str) -> Any:
-        return boto3.client(service, region_name="us-east-1")
+        return boto3.session.Session(region_name="us-east-1").client(service)  # type: ignore[call-overload]
 
     def image(self, image_id: str) -> dict[str, Any]:
         item = self.dynamodb.Table(self.images_table).get_item(Key={"image_id": image_id}).get("Item")

@@ -13,6 +13,7 @@ from photopipe.errors import NotFoundError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class MediaStore:
         try:
             paginator = self._s3.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                keys: list[ObjectIdentifierTypeDef] = [{"Key": o["Key"]} for o in page.get("Contents", [])]
                 if keys:
                     self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
                     deleted += len(keys)

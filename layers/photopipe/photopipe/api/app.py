@@ -22,6 +22,7 @@ from photopipe.api.schemas import (
     ImageUrls,
     InfoOut,
     LoginRequest,
+    PresignedPostOut,
     ProfileOut,
     RegisterRequest,
     SessionOut,
@@ -37,7 +38,7 @@ from photopipe.usecases.uploads import ACCEPTED_CONTENT_TYPES
 from photopipe.wiring import api_services
 
 PREFIX = "/api/v1"
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.configure_openapi(
@@ -112,7 +113,7 @@ def info() -> InfoOut:
 
 
 @app.get(f"{PREFIX}/openapi.json", tags=["ops"], include_in_schema=False)
-def openapi():  # type: ignore[no-untyped-def]  # a Response annotation breaks OpenAPI generation
+def openapi():  # no return annotation: a Response one breaks OpenAPI generation
     return Response(
         status_code=200, content_type=content_types.APPLICATION_JSON, body=app.get_openapi_json_schema()
     )
@@ -147,7 +148,7 @@ def create_upload(body: UploadRequest) -> UploadOut:
     return UploadOut(
         image_id=upload.image.image_id,
         key=upload.image.original_key,
-        upload={"url": upload.post.url, "fields": upload.post.fields},  # type: ignore[arg-type]
+        upload=PresignedPostOut(url=upload.post.url, fields=upload.post.fields),
         expires_in=upload.expires_in,
     )
 
@@ -159,7 +160,7 @@ def list_images(
     state: Annotated[ImageState | None, Query()] = None,
 ) -> ImageList:
     gallery = api_services().gallery
-    records, next_cursor = gallery.list(_claims().user_id, limit=limit, cursor=cursor, state=state)
+    records, next_cursor = gallery.list_images(_claims().user_id, limit=limit, cursor=cursor, state=state)
     return ImageList(items=[ImageOut.of(r) for r in records], next_cursor=next_cursor)
 
 
@@ -180,6 +181,6 @@ def get_image(image_id: str) -> ImageOut:
 
 
 @app.delete(f"{PREFIX}/images/<image_id>", tags=["images"], security=BEARER, middlewares=[require_user])
-def delete_image(image_id: str):  # type: ignore[no-untyped-def]  # 204, no body
+def delete_image(image_id: str):  # 204, no body (no annotation: see openapi)
     api_services().gallery.delete(_claims().user_id, image_id)
     return Response(status_code=204, content_type=None, body="")

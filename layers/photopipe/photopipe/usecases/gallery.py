@@ -24,7 +24,7 @@ class Gallery:
     media: MediaStore
     url_ttl_seconds: int
 
-    def list(
+    def list_images(
         self, user_id: str, *, limit: int, cursor: str | None, state: ImageState | None
     ) -> tuple[list[ImageRecord], str | None]:
         return self.images.list_by_owner(user_id, limit=limit, cursor=cursor, state=state)
@@ -60,7 +60,8 @@ class Gallery:
 
     def delete_many(self, user_id: str, image_ids: list[str]) -> tuple[list[str], list[str]]:
         """Returns (deleted, not_found)."""
-        deleted, missing = [], []
+        deleted: list[str] = []
+        missing: list[str] = []
         for image_id in dict.fromkeys(image_ids):
             try:
                 self.delete(user_id, image_id)

@@ -99,9 +99,10 @@ class Ingestor:
         # A batch where every record failed is still reported item by item (not raised), so the retry and
         # DLQ accounting is the same whatever the batch's mix.
         processor = BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
-        return process_partial_response(
+        response = process_partial_response(
             event=event, record_handler=self.handle_record, processor=processor, context=context
         )
+        return dict(response)
 
     def handle_record(self, record: SQSRecord) -> None:
         """One SQS message. An exception fails only this message: SQS retries it, then the DLQ keeps it."""
