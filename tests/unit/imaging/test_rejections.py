@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from collections.abc import Callable
 
@@ -143,37 +142,24 @@ def test_corrupt_scan_data_with_a_stray_marker_is_rejected(
     assert error.code == "corrupt"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="libjpeg only warns about bit errors that keep the stream well-formed, and Pillow drops "
-    "its warnings: the photo decodes with damaged blocks. Detecting it needs a decoder that reports "
-    "libjpeg warnings.",
-)
-def test_bit_flips_in_scan_data_are_rejected(format_samples: dict[str, bytes], process: Process) -> None:
-    # GIVEN a JPEG with 8 bytes in the middle of its entropy-coded data inverted (none becomes 0xFF)
-    jpeg = bytearray(format_samples["jpeg"])
-    start, end = _scan_data(bytes(jpeg))
-    middle = (start + end) // 2
-    flipped = [i for i in range(middle, end) if jpeg[i] not in (0x00, 0xFF) and jpeg[i - 1] != 0xFF][:8]
-    for i in flipped:
-        jpeg[i] ^= 0xFF
-
-    assert rejection(process, bytes(jpeg)).code == "corrupt"
-
-
-def test_decompression_bomb_is_rejected_before_decoding(bomb_png: bytes, process: Process) -> None:
+def test_decompression_bomb_is_rejected_before_decoding(
+    bomb_png: bytes, process: Process, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN a real 30000x30000 PNG (900 MP, ~2.7 GB as RGB) that is only ~110 KB on disk
     assert len(bomb_png) < 200_000
 
-    # WHEN it is transformed
-    started = time.perf_counter()
-    error = rejection(process, bomb_png)
-    elapsed = time.perf_counter() - started
+    # and a Pillow that fails loudly if anything starts decoding pixels
+    def no_decoding(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("pixels were decoded")
 
-    # THEN it is refused from its header, in well under a second (decoding would take seconds and GBs)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+
+    # WHEN it is transformed
+    error = rejection(process, bomb_png)
+
+    # THEN it is refused from its header alone
     assert error.code == "too_many_pixels"
     assert error.message == "image is 30000×30000 = 900 MP, over the 100 MP limit"  # noqa: RUF001
-    assert elapsed < 0.5
 
 
 def test_image_over_a_configured_pixel_limit_is_rejected(

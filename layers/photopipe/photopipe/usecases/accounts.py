@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from photopipe.adapters.users import UsersRepository
 from photopipe.auth.passwords import PasswordHasher
 from photopipe.auth.tokens import Claims, TokenService
 from photopipe.errors import UnauthorizedError
 from photopipe.models import User, UserRecord, utcnow_iso
-from photopipe.observability import logger
+from photopipe.observability import logger, metrics
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Accounts:
         )
         self.users.create(record)
         logger.info("user registered", extra={"user_id": record.user_id})
+        metrics.add_metric(name="UsersRegistered", unit=MetricUnit.Count, value=1)
         return self._session(record)
 
     def login(self, *, login: str, password: str) -> Session:
@@ -44,8 +47,10 @@ class Accounts:
             self.hasher.burn(password)
         elif self.hasher.verify(password, record.password_hash):
             logger.info("user logged in", extra={"user_id": record.user_id})
+            metrics.add_metric(name="LoginsSucceeded", unit=MetricUnit.Count, value=1)
             return self._session(record)
         logger.info("login refused")
+        metrics.add_metric(name="LoginsRefused", unit=MetricUnit.Count, value=1)
         raise UnauthorizedError("wrong username/email or password", code="invalid_credentials")
 
     def authenticate(self, authorization: str | None) -> Claims:

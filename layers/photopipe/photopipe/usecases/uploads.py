@@ -7,11 +7,13 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.s3 import MediaStore, PresignedPost
 from photopipe.errors import BadRequestError, PayloadTooLargeError
 from photopipe.models import ImageRecord, ImageState, utcnow_iso
-from photopipe.observability import logger
+from photopipe.observability import logger, metrics
 
 ACCEPTED_CONTENT_TYPES = frozenset(
     {
@@ -103,4 +105,5 @@ class Uploads:
         )
         self.images.create(record)
         logger.info("upload created", extra={"image_id": image_id, "user_id": user_id, "bytes": size})
+        metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=1)
         return Upload(image=record, post=post, expires_in=self.url_ttl_seconds)
