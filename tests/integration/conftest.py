@@ -49,9 +49,30 @@ class Stack:
     users_table: str
     images_table: str
     idempotency_table: str
+    cache_table: str
+    stats_table: str
+    classify_queue_url: str
     jwt_secret: str
     s3: Any
+    sqs: Any
     dynamodb: Any
+
+    def queued(self, queue_url: str) -> list[dict[str, Any]]:
+        """Every message waiting in a queue (received once, then made visible again)."""
+        resp = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        return [json.loads(m["Body"]) for m in resp.get("Messages", [])]
+
+    def drain(self, queue_url: str) -> list[dict[str, Any]]:
+        """Receive and delete every waiting message."""
+        bodies: list[dict[str, Any]] = []
+        while True:
+            resp = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+            messages = resp.get("Messages", [])
+            if not messages:
+                return bodies
+            for m in messages:
+                bodies.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
 
     def new_client(self, service: str) -> Any:
         return boto3.session.Session(region_name="us-east-1").client(service)  # type: ignore[call-overload]
@@ -128,8 +149,12 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             users_table=env["USERS_TABLE"],
             images_table=env["IMAGES_TABLE"],
             idempotency_table=env["IDEMPOTENCY_TABLE"],
+            cache_table=env["CLASSIFICATION_CACHE_TABLE"],
+            stats_table=env["STATS_TABLE"],
+            classify_queue_url=env["CLASSIFY_QUEUE_URL"],
             jwt_secret=secret,
             s3=clients.s3,
+            sqs=clients.sqs,
             dynamodb=boto3.resource("dynamodb"),
         )
         wiring.reset()

@@ -56,6 +56,8 @@ def test_sample_event_processes_the_photo(stack: Stack, ingest_handler: Any) -> 
     assert len(record["sha256"]) == 64
     assert len(record["phash"]) == 16
     # and the renditions are in the bucket with the promised sizes
+    # and the photo is queued for classification
+    assert stack.queued(stack.classify_queue_url) == [{"image_id": image_id, "user_id": record["user_id"]}]
     prefix = f"derived/{record['user_id']}/{image_id}/"
     assert sorted(stack.keys(prefix)) == [prefix + "preview.jpg", prefix + "thumb.webp"]
     preview = Image.open(io.BytesIO(stack.read(prefix + "preview.jpg")))
@@ -163,6 +165,7 @@ def _failing_ingestor(stack: Stack) -> Ingestor:
         limits=Limits(),
         max_receive_count=3,
         idempotency_table=stack.idempotency_table,
+        classify_queue_url=stack.classify_queue_url,
     )
 
 

@@ -187,8 +187,15 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _role_statements(resources: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    """Every statement of the role's inline policies; a conditional policy (`Fn::If`) counts with both of
+    its branches, so least privilege is checked for whichever the deployment picks."""
     statements = []
-    for policy in _props(resources, role_id).get("Policies", []):
+    pending = list(_props(resources, role_id).get("Policies", []))
+    while pending:
+        policy = pending.pop(0)
+        if "Fn::If" in policy:
+            pending.extend(b for b in policy["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"})
+            continue
         statements.extend(_as_list(policy["PolicyDocument"]["Statement"]))
     return statements
 
@@ -586,8 +593,20 @@ def test_api_function_reaches_only_its_tables_bucket_and_secret(resources: dict[
     statements = _role_statements(resources, _function_role_id(resources, "ApiFunction"))
 
     referenced = set().union(*(_logical_ids(st["Resource"]) for st in statements))
-    assert referenced == {"UsersTable", "ImagesTable", "MediaBucket", "JwtSecret"}
+    assert referenced == {
+        "UsersTable",
+        "ImagesTable",
+        "MediaBucket",
+        "JwtSecret",
+        "ClassificationCacheTable",
+        "StatsTable",
+    }
     allowed = _allowed(statements)
+    # the cache pre-check and the statistics only read their tables
+    for table in ("ClassificationCacheTable", "StatsTable"):
+        actions = {a for a, r in allowed if f"table/${{{table}}}" in r}
+        assert actions
+        assert all(_READ_ONLY.match(a) or a == "dynamodb:ConditionCheckItem" for a in actions), actions
     assert ("secretsmanager:GetSecretValue", "${JwtSecret}") in allowed
     assert {a for a, r in allowed if "JwtSecret" in r} == {"secretsmanager:GetSecretValue"}
     s3_writes = {(a, r) for a, r in allowed if a.startswith("s3:") and _is_write(a)}
@@ -607,7 +626,9 @@ def test_ingest_function_reads_originals_writes_derived_and_its_tables(resources
     bucket = "arn:${AWS::Partition}:s3:::${MediaBucket}"
 
     referenced = set().union(*(_logical_ids(st["Resource"]) for st in statements))
-    assert referenced == {"MediaBucket", "ImagesTable", "IdempotencyTable"}
+    assert referenced == {"MediaBucket", "ImagesTable", "IdempotencyTable", "ClassifyQueue"}
+    # ingest only sends to the classify queue (SQSSendMessagePolicy: SendMessage and SendMessageBatch)
+    assert {a for a, r in allowed if "ClassifyQueue" in r} == {"sqs:SendMessage*"}
     assert ("s3:GetObject", f"{bucket}/*") in allowed
     s3_writes = {(a, r) for a, r in allowed if a.startswith("s3:") and _is_write(a)}
     assert s3_writes == {("s3:PutObject", f"{bucket}/derived/*")}
@@ -772,3 +793,71 @@ def test_cfn_lint_api_reports_errors() -> None:
     for text in (broken_yaml, bad_value):
         matches = lint(text, config=ManualArgs(regions=[REGION]))
         assert any(m.rule.id.startswith("E") for m in matches), text
+
+
+# ------------------------------------------------------------------------------ classification
+
+
+def test_classify_queue_feeds_the_classify_function_with_partial_failures_and_a_dlq(
+    cfn: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    queue = _props(resources, "ClassifyQueue")
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ClassifyDeadLetterQueue", "Arn"]}
+    assert int(_find_in_map(cfn, redrive["maxReceiveCount"])) == 3
+    function = _props(resources, "ClassifyFunction")
+    env = function["Environment"]["Variables"]
+    assert _find_in_map(cfn, env["CLASSIFY_MAX_RECEIVE_COUNT"]) == _find_in_map(
+        cfn, redrive["maxReceiveCount"]
+    )
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    mappings = [
+        props
+        for props in (
+            r["Properties"] for r in _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        )
+        if props["EventSourceArn"] == {"Fn::GetAtt": ["ClassifyQueue", "Arn"]}
+    ]
+    assert len(mappings) == 1
+    assert mappings[0]["FunctionName"] == {"Ref": "ClassifyFunction"}
+    assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mappings[0]["ScalingConfig"]["MaximumConcurrency"] <= 10, "the LLM's rate limit bounds concurrency"
+    alarms = [
+        a["Properties"]
+        for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Dimensions"][0]["Value"]
+        == {"Fn::GetAtt": ["ClassifyDeadLetterQueue", "QueueName"]}
+    ]
+    assert len(alarms) == 1
+
+
+def test_cache_and_stats_tables_have_the_keys_the_code_uses(resources: dict[str, Any]) -> None:
+    cache = _props(resources, "ClassificationCacheTable")
+    assert cache["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    stats = _props(resources, "StatsTable")
+    assert stats["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert stats["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    for table in (cache, stats):
+        assert table["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_classify_function_reaches_only_its_tables_and_reads_the_bucket(resources: dict[str, Any]) -> None:
+    statements = _role_statements(resources, _function_role_id(resources, "ClassifyFunction"))
+    allowed = _allowed(statements)
+    s3_writes = {(a, r) for a, r in allowed if a.startswith("s3:") and _is_write(a)}
+    assert s3_writes == set(), "classify only reads previews"
+    dynamodb_tables = {lid for a, r in allowed if a.startswith("dynamodb:") for lid in _logical_ids(r)}
+    assert dynamodb_tables == {"ImagesTable", "ClassificationCacheTable", "StatsTable"}
+    # the provider keys are read only when a secret name is given, and only that secret
+    secrets = {r for a, r in allowed if a == "secretsmanager:GetSecretValue"}
+    assert all(r.endswith("-??????") and "${" in r for r in secrets), secrets
+
+
+def test_no_provider_key_is_ever_a_literal(resources: dict[str, Any]) -> None:
+    env = _props(resources, "ClassifyFunction")["Environment"]["Variables"]
+    assert "DASHSCOPE_API_KEY" not in env, "the key comes from Secrets Manager (DASHSCOPE_API_KEY_SECRET_ID)"
+    assert "PHOTOPIPE_OPENAI_API_KEY" not in env

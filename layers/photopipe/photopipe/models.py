@@ -18,11 +18,47 @@ class ImageState(StrEnum):
     PROCESSING = "processing"
     PROCESSED = "processed"
     CLASSIFIED = "classified"
+    CLASSIFICATION_FAILED = "classification_failed"
+    CLASSIFICATION_SKIPPED = "classification_skipped"
     REJECTED = "rejected"
     FAILED = "failed"
 
 
-TERMINAL_INGEST_STATES = frozenset({ImageState.PROCESSED, ImageState.CLASSIFIED, ImageState.REJECTED})
+# Ingest is done with an image in any of these (the classification states come after `processed`).
+TERMINAL_INGEST_STATES = frozenset(
+    {
+        ImageState.PROCESSED,
+        ImageState.CLASSIFIED,
+        ImageState.CLASSIFICATION_FAILED,
+        ImageState.CLASSIFICATION_SKIPPED,
+        ImageState.REJECTED,
+    }
+)
+# States from which the classify function may (re)classify an image.
+CLASSIFIABLE_STATES = frozenset(
+    {ImageState.PROCESSED, ImageState.CLASSIFICATION_FAILED, ImageState.CLASSIFICATION_SKIPPED}
+)
+
+
+class ClassificationSource(StrEnum):
+    LLM = "llm"
+    EXACT_CACHE = "exact_cache"
+    NEAR_DUPLICATE = "near_duplicate"
+
+
+class ImageClassification(BaseModel):
+    """The category recorded on an image, and where it came from."""
+
+    category: str
+    label_zh: str
+    label_en: str
+    confidence: float
+    reason: str
+    source: ClassificationSource
+    model: str
+    prompt_version: str
+    distance: int | None = Field(None, description="Hamming distance of the near duplicate it came from")
+    classified_at: str
 
 
 class User(BaseModel):
@@ -61,5 +97,6 @@ class ImageRecord(BaseModel):
     etag: str | None = None
     thumbnail_key: str | None = None
     preview_key: str | None = None
+    classification: ImageClassification | None = None
     created_at: str
     updated_at: str

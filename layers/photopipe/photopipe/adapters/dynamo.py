@@ -19,6 +19,17 @@ def table(name: str, resource: Any | None = None) -> Any:
     return dynamodb.Table(name)
 
 
+def to_item(value: Any) -> Any:
+    """Python values as the DynamoDB resource accepts them (floats become Decimal, recursively)."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: to_item(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_item(v) for v in value]
+    return value
+
+
 def plain(item: dict[str, Any]) -> dict[str, Any]:
     """Decimals to int/float so pydantic and JSON see ordinary numbers."""
     out: dict[str, Any] = {}

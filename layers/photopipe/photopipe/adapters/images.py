@@ -10,7 +10,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe.adapters.aws import error_code, translate
-from photopipe.adapters.dynamo import decode_cursor, encode_cursor, plain, table
+from photopipe.adapters.dynamo import decode_cursor, encode_cursor, plain, table, to_item
 from photopipe.models import ImageRecord, ImageState, utcnow_iso
 
 OWNER_INDEX = "by-owner"
@@ -51,7 +51,7 @@ class ImagesRepository:
         None when the condition did not hold (another delivery got there first, or it was deleted)."""
         fields = {**(set_fields or {}), "state": to_state.value, "updated_at": utcnow_iso()}
         names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        values = {f":v{i}": to_item(v) for i, v in enumerate(fields.values())}
         update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
         removes = [f for f in remove_fields if f not in fields]
         if removes:

@@ -16,7 +16,14 @@ from photopipe import __version__
 from photopipe.api.schemas import (
     BatchDeleteOut,
     BatchDeleteRequest,
+    CachedClassificationOut,
+    CacheStatsOut,
+    CategoryStatsOut,
+    CheckCacheOut,
+    CheckCacheRequest,
+    DayStats,
     HealthOut,
+    ImageClassificationOut,
     ImageList,
     ImageOut,
     ImageUrls,
@@ -31,6 +38,7 @@ from photopipe.api.schemas import (
     UserOut,
 )
 from photopipe.auth.tokens import Claims
+from photopipe.classification import CATEGORY_LABELS, Category
 from photopipe.errors import PhotopipeError
 from photopipe.models import ImageState
 from photopipe.observability import logger
@@ -184,3 +192,64 @@ def get_image(image_id: str) -> ImageOut:
 def delete_image(image_id: str):  # 204, no body (no annotation: see openapi)
     api_services().gallery.delete(_claims().user_id, image_id)
     return Response(status_code=204, content_type=None, body="")
+
+
+@app.get(
+    f"{PREFIX}/images/<image_id>/classification",
+    tags=["classification"],
+    security=BEARER,
+    middlewares=[require_user],
+)
+def get_image_classification(image_id: str) -> ImageClassificationOut:
+    record = api_services().gallery.get(_claims().user_id, image_id)
+    return ImageClassificationOut(
+        image_id=record.image_id,
+        state=record.state,
+        classification=record.classification,
+        reason=record.reason,
+        reason_message=record.reason_message,
+    )
+
+
+# ------------------------------------------------------------------ classification cache and statistics
+@app.post(
+    f"{PREFIX}/classify/check-cache", tags=["classification"], security=BEARER, middlewares=[require_user]
+)
+def check_cache(body: CheckCacheRequest) -> CheckCacheOut:
+    """Is this photo's category known? A hit means the client need not upload it to learn it."""
+    check = api_services().insights.check_cache(
+        body.sha256.lower(), body.phash.lower() if body.phash else None
+    )
+    if not check.hit or check.result is None:
+        return CheckCacheOut(hit=False)
+    result = check.result
+    zh, en = CATEGORY_LABELS[Category(result.category)]
+    return CheckCacheOut(
+        hit=True,
+        source=check.source,
+        distance=check.distance,
+        classification=CachedClassificationOut(
+            category=result.category,
+            label_zh=zh,
+            label_en=en,
+            confidence=result.confidence,
+            reason=result.reason,
+            model=result.model,
+            prompt_version=result.prompt_version,
+        ),
+    )
+
+
+@app.get(f"{PREFIX}/stats/today", tags=["stats"], security=BEARER, middlewares=[require_user])
+def stats_today() -> DayStats:
+    return DayStats.model_validate(api_services().insights.today())
+
+
+@app.get(f"{PREFIX}/stats/cache", tags=["stats"], security=BEARER, middlewares=[require_user])
+def stats_cache(days: Annotated[int, Query(ge=1, le=90)] = 7) -> CacheStatsOut:
+    return CacheStatsOut.model_validate(api_services().insights.cache_efficiency(days))
+
+
+@app.get(f"{PREFIX}/stats/categories", tags=["stats"], security=BEARER, middlewares=[require_user])
+def stats_categories(days: Annotated[int, Query(ge=1, le=90)] = 7) -> CategoryStatsOut:
+    return CategoryStatsOut.model_validate(api_services().insights.categories(days))

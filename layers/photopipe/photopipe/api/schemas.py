@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from photopipe.models import ImageRecord, ImageState, User
+from photopipe.models import ClassificationSource, ImageClassification, ImageRecord, ImageState, User
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
 Email = Annotated[
@@ -14,6 +14,7 @@ Email = Annotated[
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+PhashHex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
 
 
 class ErrorDetail(BaseModel):
@@ -110,6 +111,7 @@ class ImageOut(BaseModel):
     bytes: int | None = None
     sha256: str | None = None
     phash: str | None = None
+    classification: ImageClassification | None = None
     created_at: str
     updated_at: str
     urls: ImageUrls | None = None
@@ -145,3 +147,75 @@ class InfoOut(BaseModel):
     stage: str
     limits: dict[str, int]
     accepted_content_types: list[str]
+
+
+class CheckCacheRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sha256: Sha256Hex = Field(description="SHA-256 of the photo's bytes, hex")
+    phash: PhashHex | None = Field(None, description="64-bit perceptual hash (16 hex) for near duplicates")
+
+
+class CachedClassificationOut(BaseModel):
+    category: str
+    label_zh: str
+    label_en: str
+    confidence: float
+    reason: str
+    model: str
+    prompt_version: str
+
+
+class CheckCacheOut(BaseModel):
+    hit: bool
+    source: ClassificationSource | None = None
+    distance: int | None = None
+    classification: CachedClassificationOut | None = None
+
+
+class ImageClassificationOut(BaseModel):
+    image_id: str
+    state: ImageState
+    classification: ImageClassification | None = None
+    reason: str | None = None
+    reason_message: str | None = None
+
+
+class StatsFigures(BaseModel):
+    requests: int
+    exact_hits: int
+    near_hits: int
+    cache_hits: int
+    misses: int
+    failures: int
+    skipped: int
+    hit_rate: float
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    distinct_users: int
+    estimated_cost: float
+    cost_saved: float
+    currency: str
+
+
+class DayStats(StatsFigures):
+    day: str
+
+
+class CacheStatsOut(BaseModel):
+    days: list[DayStats]
+    totals: StatsFigures
+
+
+class CategoryCount(BaseModel):
+    category: str
+    label_zh: str
+    label_en: str
+    count: int
+    share: float
+
+
+class CategoryStatsOut(BaseModel):
+    days: int
+    total: int
+    categories: list[CategoryCount]

@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from photopipe.adapters.images import ImagesRepository
+from photopipe.adapters.queue import WorkQueue
 from photopipe.adapters.s3 import MediaStore
 from photopipe.errors import BadRequestError, ImageRejected, NotFoundError
 from photopipe.imaging import Limits, read_original, transform
@@ -80,6 +81,8 @@ class Ingestor:
     limits: Limits
     max_receive_count: int
     idempotency_table: str
+    classify_queue_url: str
+    classify_queue: WorkQueue | None = None
     idempotency_config: IdempotencyConfig = field(
         default_factory=lambda: IdempotencyConfig(
             event_key_jmespath="[bucket, key, etag]",
@@ -89,6 +92,8 @@ class Ingestor:
     )
 
     def __post_init__(self) -> None:
+        if self.classify_queue is None:
+            self.classify_queue = WorkQueue(self.classify_queue_url)
         persistence = DynamoDBPersistenceLayer(table_name=self.idempotency_table)
         self._ingest_once = idempotent_function(
             data_keyword_argument="ref", config=self.idempotency_config, persistence_store=persistence
@@ -129,6 +134,8 @@ class Ingestor:
             return {"outcome": "orphan"}
         if record.state in TERMINAL_INGEST_STATES and record.etag == obj.etag:
             logger.info("already ingested; duplicate event", extra={"image_id": record.image_id})
+            if record.state == ImageState.PROCESSED:
+                self._request_classification(record)  # in case the first delivery died before sending it
             return {"outcome": "duplicate", "state": record.state.value}
         claimed = self.images.transition(
             record.image_id,
@@ -200,7 +207,13 @@ class Ingestor:
         )
         metrics.add_metric(name="ImagesProcessed", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="IngestedBytes", unit=MetricUnit.Bytes, value=result.bytes)
+        self._request_classification(updated)
         return {"outcome": "processed", "image_id": record.image_id}
+
+    def _request_classification(self, record: ImageRecord) -> None:
+        """Hand the photo to the classify queue (its consumer is idempotent, so a repeat is harmless)."""
+        assert self.classify_queue is not None
+        self.classify_queue.send({"image_id": record.image_id, "user_id": record.user_id})
 
     def _reject(self, record: ImageRecord, e: ImageRejected) -> dict[str, Any]:
         self.images.transition(
