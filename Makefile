@@ -60,6 +60,8 @@ e2e: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/ingest_transform.py
 	$(PY) benchmarks/e2e_local.py
+	$(PY) benchmarks/near_duplicates.py
+	$(PY) benchmarks/classify_cache.py
 
 # Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it).
 build: $(SAMENV)/.installed
