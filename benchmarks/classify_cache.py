@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -134,7 +135,7 @@ class Pipeline:
         result = self.classify(event, FakeContext(timeout_ms=120_000))
         elapsed = (time.perf_counter() - started) * 1000
         assert result == {"batchItemFailures": []}, result
-        item = self.table.get_item(Key={"image_id": image_id})["Item"]
+        item: dict[str, Any] = self.table.get_item(Key={"image_id": image_id})["Item"]
         return str(item["classification"]["source"]), elapsed
 
 
