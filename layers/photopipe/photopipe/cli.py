@@ -223,9 +223,74 @@ def _local_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- models group
+
+
+def register_models(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    models = subparsers.add_parser("models", help="export and manage the enhancement models")
+    commands = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
+    export = commands.add_parser(
+        "export",
+        help="export GFPGAN (v1.3/v1.4 .pth) to ONNX fp32 + fp16 with a sha256 manifest",
+        description="Load the official GFPGANv1Clean weights (params_ema, strict) and write "
+        "OUT/gfpgan_fp32.onnx, OUT/gfpgan_fp16.onnx (float16 input/output) and OUT/manifest.json. "
+        "Needs torch: pip install 'photopipe[export]'.",
+    )
+    source = export.add_mutually_exclusive_group()
+    source.add_argument("--weights", type=Path, help="GFPGANv1.4.pth (or v1.3) from TencentARC's releases")
+    source.add_argument(
+        "--random",
+        action="store_true",
+        help="no weights: the architecture with seeded random weights (implied by --reduced without --weights)",
+    )
+    export.add_argument("--out", type=Path, required=True, help="output directory")
+    export.add_argument(
+        "--reduced", action="store_true", help="a small configuration of the architecture (tests)"
+    )
+    export.add_argument("--seed", type=int, default=0, help="seed of the random weights (without --weights)")
+    export.add_argument("--no-fp16", action="store_true", help="write the fp32 file only")
+    export.set_defaults(handler=_models_export)
+
+
+def _models_export(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(
+            "error: exporting needs torch: install the export extra: pip install 'photopipe[export]'",
+            file=sys.stderr,
+        )
+        return 2
+    from photopipe.enhance.arch import FULL, REDUCED
+    from photopipe.enhance.export import export_gfpgan
+
+    if args.weights is None and not (args.random or args.reduced):
+        print("error: give --weights GFPGANv1.4.pth (or --random for seeded random weights)", file=sys.stderr)
+        return 2
+    if args.weights is not None and not args.weights.is_file():
+        print(f"error: no such weights file: {args.weights}", file=sys.stderr)
+        return 2
+    try:
+        manifest = export_gfpgan(
+            args.weights,
+            args.out,
+            config=REDUCED if args.reduced else FULL,
+            seed=args.seed,
+            fp16=not args.no_fp16,
+        )
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for entry in manifest.files:
+        print(f"{args.out / entry.path}  {entry.precision}  {entry.bytes} bytes  sha256 {entry.sha256}")
+    print(f"{args.out / 'manifest.json'}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
-COMMAND_GROUPS: list[CommandGroup] = [register_local]
+COMMAND_GROUPS: list[CommandGroup] = [register_local, register_models]
 
 
 def build_parser() -> argparse.ArgumentParser:
