@@ -39,6 +39,16 @@ API_ROUTES = [
     ("POST", "/api/v1/images/batch-delete"),
     ("GET", "/api/v1/images/{image_id}"),
     ("DELETE", "/api/v1/images/{image_id}"),
+    ("POST", "/api/v1/enhance"),
+    ("POST", "/api/v1/enhance/batch"),
+    ("GET", "/api/v1/enhance/{job_id}"),
+    ("GET", "/api/v1/enhance/{job_id}/download"),
+    ("DELETE", "/api/v1/enhance/{job_id}"),
+    ("GET", "/api/v1/enhance/batch/{batch_id}"),
+    ("GET", "/api/v1/enhance/batch/{batch_id}/download"),
+    ("POST", "/webhook/register"),
+    ("POST", "/webhook/unregister"),
+    ("GET", "/webhook/servers"),
 ]
 
 # AWS managed policies SAM attaches on its own (basic logging, Tracing: Active, SQS event polling).
@@ -600,6 +610,12 @@ def test_api_function_reaches_only_its_tables_bucket_and_secret(resources: dict[
         "JwtSecret",
         "ClassificationCacheTable",
         "StatsTable",
+        # enhancement jobs and the GPU fleet
+        "JobsTable",
+        "WorkersTable",
+        "GpuJobsQueue",
+        "ExportsQueue",
+        "FleetSecret",
     }
     allowed = _allowed(statements)
     # the cache pre-check and the statistics only read their tables
@@ -861,3 +877,57 @@ def test_no_provider_key_is_ever_a_literal(resources: dict[str, Any]) -> None:
     env = _props(resources, "ClassifyFunction")["Environment"]["Variables"]
     assert "DASHSCOPE_API_KEY" not in env, "the key comes from Secrets Manager (DASHSCOPE_API_KEY_SECRET_ID)"
     assert "PHOTOPIPE_OPENAI_API_KEY" not in env
+
+
+# ------------------------------------------------------------------------------ enhancement and the fleet
+
+
+def test_jobs_table_indexes_by_owner_and_batch(resources: dict[str, Any]) -> None:
+    table = _props(resources, "JobsTable")
+    assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    indexes = {
+        i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in table["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {"by-owner": ["user_id", "created_at"], "by-batch": ["batch_id"]}
+
+
+def test_workers_table_expires_silent_workers(resources: dict[str, Any]) -> None:
+    table = _props(resources, "WorkersTable")
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+@pytest.mark.parametrize(
+    ("queue", "dlq"), [("GpuJobsQueue", "GpuJobsDeadLetterQueue"), ("ExportsQueue", "ExportsDeadLetterQueue")]
+)
+def test_enhancement_queues_redrive_to_their_dlq(cfn: dict[str, Any], queue: str, dlq: str) -> None:
+    redrive = _props(cfn["Resources"], queue)["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq, "Arn"]}
+    assert int(_find_in_map(cfn, redrive["maxReceiveCount"])) == 3
+
+
+def test_exports_function_consumes_its_queue_and_writes_only_exports(resources: dict[str, Any]) -> None:
+    mappings = [
+        props
+        for res in _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if (props := res["Properties"])["EventSourceArn"] == {"Fn::GetAtt": ["ExportsQueue", "Arn"]}
+    ]
+    assert len(mappings) == 1
+    assert mappings[0]["FunctionName"] == {"Ref": "ExportsFunction"}
+    assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    timeout = _props(resources, "ExportsFunction")["Timeout"]
+    assert _props(resources, "ExportsQueue")["VisibilityTimeout"] >= 6 * timeout
+    allowed = _allowed(_role_statements(resources, _function_role_id(resources, "ExportsFunction")))
+    bucket = "arn:${AWS::Partition}:s3:::${MediaBucket}"
+    s3_writes = {(a, r) for a, r in allowed if a.startswith("s3:") and _is_write(a)}
+    assert s3_writes == {
+        ("s3:PutObject", f"{bucket}/exports/*"),
+        ("s3:AbortMultipartUpload", f"{bucket}/exports/*"),
+    }
+
+
+def test_api_function_reads_the_fleet_secret_only(resources: dict[str, Any]) -> None:
+    allowed = _allowed(_role_statements(resources, _function_role_id(resources, "ApiFunction")))
+    assert {a for a, r in allowed if "FleetSecret" in r} == {"secretsmanager:GetSecretValue"}
+    env = _props(resources, "ApiFunction")["Environment"]["Variables"]
+    assert env["FLEET_SECRET_ID"] == {"Ref": "FleetSecret"}
+    assert env["ENHANCE_QUEUE_WHEN_NO_WORKERS"] == {"Ref": "EnhanceQueueWhenNoWorkers"}

@@ -79,7 +79,19 @@ class ClassifierSettings(_EnvSettings):
         return self.openai_model if self.provider == "openai" else self.dashscope_model
 
 
-class ApiSettings(CommonSettings, ClassifierSettings):
+class EnhanceApiSettings(_EnvSettings):
+    """What the API needs for enhancement jobs and the GPU fleet."""
+
+    jobs_table: str = Field(alias="JOBS_TABLE")
+    workers_table: str = Field(alias="WORKERS_TABLE")
+    gpu_jobs_queue_url: str = Field(alias="GPU_JOBS_QUEUE_URL")
+    exports_queue_url: str = Field(alias="EXPORTS_QUEUE_URL")
+    fleet_secret_id: str = Field(alias="FLEET_SECRET_ID")
+    # false: with no healthy worker, POST /enhance answers 503; true: accept and queue (scale from zero).
+    enhance_queue_when_no_workers: bool = Field(False, alias="ENHANCE_QUEUE_WHEN_NO_WORKERS")
+
+
+class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings):
     users_table: str = Field(alias="USERS_TABLE")
     jwt_secret_id: str = Field(alias="JWT_SECRET_ID")
     jwt_ttl_seconds: int = Field(3600, alias="JWT_TTL_SECONDS", ge=60)
@@ -108,3 +120,37 @@ class ClassifySettings(CommonSettings, ClassifierSettings):
     price_per_1k_input_tokens: float = Field(0.0015, alias="PHOTOPIPE_PRICE_PER_1K_INPUT_TOKENS", ge=0)
     price_per_1k_output_tokens: float = Field(0.0045, alias="PHOTOPIPE_PRICE_PER_1K_OUTPUT_TOKENS", ge=0)
     price_currency: str = Field("CNY", alias="PHOTOPIPE_PRICE_CURRENCY")
+
+
+class ExportsSettings(_EnvSettings):
+    media_bucket: str = Field(alias="MEDIA_BUCKET")
+    jobs_table: str = Field(alias="JOBS_TABLE")
+
+
+class WorkerSettings(_EnvSettings):
+    """The GPU worker process (infra/gpu-worker/main.py and the local stack's CPU worker)."""
+
+    media_bucket: str = Field(alias="MEDIA_BUCKET")
+    jobs_table: str = Field(alias="JOBS_TABLE")
+    workers_table: str = Field(alias="WORKERS_TABLE")
+    gpu_jobs_queue_url: str = Field(alias="GPU_JOBS_QUEUE_URL")
+    model_dir: str = Field(alias="PHOTOPIPE_MODEL_DIR")
+    # Comma-separated ONNX Runtime providers, in order; unset: TensorRT, CUDA, CPU - whichever exist.
+    providers: str | None = Field(None, alias="PHOTOPIPE_PROVIDERS")
+    precision: Literal["auto", "fp32", "fp16"] = Field("auto", alias="PHOTOPIPE_PRECISION")
+    max_batch: int = Field(8, alias="PHOTOPIPE_MAX_BATCH", ge=1, le=256)
+    batch_wait_s: float = Field(0.5, alias="PHOTOPIPE_BATCH_WAIT_S", ge=0, le=30)
+    poll_wait_s: int = Field(20, alias="PHOTOPIPE_POLL_WAIT_S", ge=0, le=20)
+    visibility_s: int = Field(120, alias="PHOTOPIPE_VISIBILITY_S", ge=30, le=43_200)
+    lease_s: float = Field(180, alias="PHOTOPIPE_LEASE_S", ge=30)
+    max_receive_count: int = Field(3, alias="GPU_JOBS_MAX_RECEIVE_COUNT", ge=1)
+    worker_id: str | None = Field(None, alias="PHOTOPIPE_WORKER_ID")
+    # direct: write the workers table (IAM); http: POST {api_url}/webhook/register with the shared secret.
+    fleet_mode: Literal["direct", "http"] = Field("direct", alias="PHOTOPIPE_FLEET_MODE")
+    api_url: str | None = Field(None, alias="PHOTOPIPE_API_URL")
+    fleet_secret: SecretStr | None = Field(None, alias="FLEET_SECRET")
+    fleet_secret_id: str | None = Field(None, alias="FLEET_SECRET_ID")
+
+    @property
+    def provider_list(self) -> list[str] | None:
+        return [p.strip() for p in self.providers.split(",") if p.strip()] if self.providers else None

@@ -4,14 +4,19 @@ Handlers call these factories; tests clear them with `reset()` between moto fixt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Any
 
 from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.images import ImagesRepository
+from photopipe.adapters.jobs import JobsRepository
+from photopipe.adapters.multipart import ObjectProbe
+from photopipe.adapters.queue import WorkQueue
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.secrets import get_secret
 from photopipe.adapters.stats import StatsRepository
 from photopipe.adapters.users import UsersRepository
+from photopipe.adapters.workers import WorkersRepository
 from photopipe.auth.passwords import PasswordHasher
 from photopipe.auth.tokens import TokenService
 from photopipe.classification import (
@@ -24,9 +29,19 @@ from photopipe.classification import (
 from photopipe.classification.neardup import MAX_DISTANCE
 from photopipe.errors import ConfigurationError
 from photopipe.imaging import Limits
-from photopipe.settings import ApiSettings, ClassifierSettings, ClassifySettings, IngestSettings
+from photopipe.settings import (
+    ApiSettings,
+    ClassifierSettings,
+    ClassifySettings,
+    ExportsSettings,
+    IngestSettings,
+    WorkerSettings,
+)
 from photopipe.usecases.accounts import Accounts
 from photopipe.usecases.classify import ImageClassifier, Prices
+from photopipe.usecases.enhance_jobs import EnhanceJobs
+from photopipe.usecases.exports import Exporter
+from photopipe.usecases.fleet import Fleet
 from photopipe.usecases.gallery import Gallery
 from photopipe.usecases.ingest import Ingestor
 from photopipe.usecases.insights import Insights
@@ -82,6 +97,29 @@ class ApiServices:
     def gallery(self) -> Gallery:
         return Gallery(
             images=self.images, media=self.media, url_ttl_seconds=self.settings.download_url_ttl_seconds
+        )
+
+    # Built once per execution environment (each holds boto3 clients), on first use.
+    @cached_property
+    def fleet(self) -> Fleet:
+        secret_id = self.settings.fleet_secret_id
+        return Fleet(
+            workers=WorkersRepository(self.settings.workers_table),
+            secret=lambda: get_secret(secret_id, setting="FLEET_SECRET_ID"),
+        )
+
+    @cached_property
+    def enhance_jobs(self) -> EnhanceJobs:
+        return EnhanceJobs(
+            images=self.images,
+            jobs=JobsRepository(self.settings.jobs_table),
+            media=self.media,
+            gpu_queue=WorkQueue(self.settings.gpu_jobs_queue_url),
+            exports_queue=WorkQueue(self.settings.exports_queue_url),
+            probe=ObjectProbe(self.settings.media_bucket),
+            fleet=self.fleet,
+            queue_when_no_workers=self.settings.enhance_queue_when_no_workers,
+            url_ttl_seconds=self.settings.download_url_ttl_seconds,
         )
 
 
@@ -167,8 +205,92 @@ def image_classifier() -> ImageClassifier:
     )
 
 
+@lru_cache(maxsize=1)
+def exporter() -> Exporter:
+    settings = ExportsSettings.from_env()
+    return Exporter(jobs=JobsRepository(settings.jobs_table), media=MediaStore(settings.media_bucket))
+
+
+def worker_fleet_link(
+    settings: WorkerSettings, worker_id: str, *, provider: str | None, max_batch: int
+) -> Any:
+    """How a GPU worker registers: directly in the workers table (default) or through the API's webhook."""
+    from photopipe import __version__
+    from photopipe.enhance.worker import DirectFleetLink, HttpFleetLink
+
+    if settings.fleet_mode == "http":
+        if not settings.api_url:
+            raise ConfigurationError(
+                "PHOTOPIPE_FLEET_MODE=http needs PHOTOPIPE_API_URL", code="missing_setting"
+            )
+        if settings.fleet_secret is not None:
+            secret = settings.fleet_secret.get_secret_value()
+        elif settings.fleet_secret_id:
+            secret = get_secret(settings.fleet_secret_id, setting="FLEET_SECRET_ID")
+        else:
+            raise ConfigurationError(
+                "PHOTOPIPE_FLEET_MODE=http needs FLEET_SECRET (or FLEET_SECRET_ID)", code="missing_setting"
+            )
+        return HttpFleetLink(
+            api_url=settings.api_url,
+            secret=secret,
+            worker_id=worker_id,
+            provider=provider,
+            max_batch=max_batch,
+            version=__version__,
+        )
+    fleet = Fleet(
+        workers=WorkersRepository(settings.workers_table),
+        secret=lambda: "",  # direct registration is authorised by IAM, not by the shared secret
+    )
+    return DirectFleetLink(fleet, worker_id, provider=provider, max_batch=max_batch, version=__version__)
+
+
+def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhancer: Any | None = None) -> Any:
+    """A GPU worker with its one face-restorer session (created and warmed up here, at start)."""
+    from photopipe.adapters.job_queue import QueueConsumer
+    from photopipe.enhance.worker import GpuWorker, PipelineEnhancer, WorkerConfig, default_worker_id
+
+    if restorer is None:
+        from pathlib import Path
+
+        from photopipe.enhance.session import GfpganSession
+
+        restorer = GfpganSession(
+            Path(settings.model_dir),
+            providers=settings.provider_list,
+            precision=settings.precision,
+            max_batch=settings.max_batch,
+        )
+    worker_id = settings.worker_id or default_worker_id()
+    provider = getattr(restorer, "provider", None)
+    config = WorkerConfig(
+        worker_id=worker_id,
+        max_receive_count=settings.max_receive_count,
+        poll_wait_s=settings.poll_wait_s,
+        batch_wait_s=settings.batch_wait_s,
+        visibility_s=settings.visibility_s,
+        lease_s=settings.lease_s,
+    )
+    return GpuWorker(
+        jobs=JobsRepository(settings.jobs_table),
+        media=MediaStore(settings.media_bucket),
+        queue=QueueConsumer(settings.gpu_jobs_queue_url),
+        restorer=restorer,
+        enhancer=enhancer if enhancer is not None else PipelineEnhancer(),
+        config=config,
+        fleet=worker_fleet_link(
+            settings,
+            worker_id,
+            provider=str(provider) if provider else None,
+            max_batch=int(restorer.max_batch),
+        ),
+    )
+
+
 def reset() -> None:
     """Forget every built collaborator (tests, after switching moto fixtures)."""
     api_services.cache_clear()
     ingestor.cache_clear()
     image_classifier.cache_clear()
+    exporter.cache_clear()

@@ -14,34 +14,49 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from photopipe import __version__
 from photopipe.api.schemas import (
+    BatchAcceptedOut,
     BatchDeleteOut,
     BatchDeleteRequest,
+    BatchOut,
     CachedClassificationOut,
     CacheStatsOut,
     CategoryStatsOut,
     CheckCacheOut,
     CheckCacheRequest,
     DayStats,
+    EnhanceBatchRequest,
+    EnhanceRequest,
+    ExportPendingOut,
+    FleetHealthOut,
     HealthOut,
     ImageClassificationOut,
     ImageList,
     ImageOut,
     ImageUrls,
     InfoOut,
+    JobAcceptedOut,
+    JobOut,
     LoginRequest,
     PresignedPostOut,
     ProfileOut,
     RegisterRequest,
+    RegisterWorkerOut,
+    RegisterWorkerRequest,
+    ServersOut,
     SessionOut,
+    UnregisterWorkerOut,
+    UnregisterWorkerRequest,
     UploadOut,
     UploadRequest,
     UserOut,
+    WorkerOut,
 )
 from photopipe.auth.tokens import Claims
 from photopipe.classification import CATEGORY_LABELS, Category
-from photopipe.errors import PhotopipeError
+from photopipe.errors import BadRequestError, PhotopipeError
 from photopipe.models import ImageState
 from photopipe.observability import logger
+from photopipe.usecases.enhance_jobs import ExportReady
 from photopipe.usecases.uploads import ACCEPTED_CONTENT_TYPES
 from photopipe.wiring import api_services
 
@@ -100,7 +115,12 @@ def _claims() -> Claims:
 # ------------------------------------------------------------------ ops
 @app.get(f"{PREFIX}/health", tags=["ops"])
 def health() -> HealthOut:
-    return HealthOut(status="ok", version=__version__)
+    fleet = api_services().fleet.health()
+    return HealthOut(
+        status="ok",
+        version=__version__,
+        fleet=FleetHealthOut(healthy=fleet.healthy, unhealthy=fleet.unhealthy),
+    )
 
 
 @app.get(f"{PREFIX}/info", tags=["ops"])
@@ -253,3 +273,123 @@ def stats_cache(days: Annotated[int, Query(ge=1, le=90)] = 7) -> CacheStatsOut:
 @app.get(f"{PREFIX}/stats/categories", tags=["stats"], security=BEARER, middlewares=[require_user])
 def stats_categories(days: Annotated[int, Query(ge=1, le=90)] = 7) -> CategoryStatsOut:
     return CategoryStatsOut.model_validate(api_services().insights.categories(days))
+
+
+# ------------------------------------------------------------------ enhancement jobs
+def _redirect(url: str) -> Response:
+    return Response(status_code=302, content_type=None, body="", headers={"Location": url})
+
+
+@app.post(f"{PREFIX}/enhance", status_code=202, tags=["enhance"], security=BEARER, middlewares=[require_user])
+def submit_enhancement(body: EnhanceRequest) -> JobAcceptedOut:
+    job = api_services().enhance_jobs.submit(_claims().user_id, body.image_id, body.params)
+    return JobAcceptedOut.model_validate(
+        {**JobOut.of(job).model_dump(), "status_url": f"{PREFIX}/enhance/{job.job_id}"}
+    )
+
+
+@app.post(
+    f"{PREFIX}/enhance/batch", status_code=202, tags=["enhance"], security=BEARER, middlewares=[require_user]
+)
+def submit_enhancement_batch(body: EnhanceBatchRequest) -> BatchAcceptedOut:
+    batch_id, jobs = api_services().enhance_jobs.submit_batch(_claims().user_id, body.image_ids, body.params)
+    return BatchAcceptedOut(
+        batch_id=batch_id,
+        status_url=f"{PREFIX}/enhance/batch/{batch_id}",
+        jobs=[JobOut.of(j) for j in jobs],
+    )
+
+
+@app.get(f"{PREFIX}/enhance/batch/<batch_id>", tags=["enhance"], security=BEARER, middlewares=[require_user])
+def get_enhancement_batch(batch_id: str) -> BatchOut:
+    jobs = api_services().enhance_jobs
+    view = jobs.batch(_claims().user_id, batch_id)
+    return BatchOut(
+        batch_id=view.batch_id,
+        total=len(view.jobs),
+        done=view.done,
+        counts=view.counts,
+        jobs=[JobOut.of(j, jobs.result_url(j)) for j in view.jobs],
+    )
+
+
+@app.get(
+    f"{PREFIX}/enhance/batch/<batch_id>/download",
+    tags=["enhance"],
+    security=BEARER,
+    middlewares=[require_user],
+)
+def download_enhancement_batch(batch_id: str):  # 302 or 202 (no annotation: see openapi)
+    outcome = api_services().enhance_jobs.batch_download(_claims().user_id, batch_id)
+    if isinstance(outcome, ExportReady):
+        return _redirect(outcome.url)
+    body = ExportPendingOut(retry_after=outcome.retry_after, message=outcome.message)
+    return Response(
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump_json(),
+        headers={"Retry-After": str(outcome.retry_after)},
+    )
+
+
+@app.get(f"{PREFIX}/enhance/<job_id>", tags=["enhance"], security=BEARER, middlewares=[require_user])
+def get_enhancement(job_id: str) -> JobOut:
+    view = api_services().enhance_jobs.status(_claims().user_id, job_id)
+    return JobOut.of(view.job, view.result_url)
+
+
+@app.get(f"{PREFIX}/enhance/<job_id>/download", tags=["enhance"], security=BEARER, middlewares=[require_user])
+def download_enhancement(job_id: str):  # 302 to the result (no annotation: see openapi)
+    return _redirect(api_services().enhance_jobs.download_url(_claims().user_id, job_id))
+
+
+@app.delete(f"{PREFIX}/enhance/<job_id>", tags=["enhance"], security=BEARER, middlewares=[require_user])
+def cancel_or_delete_enhancement(job_id: str):  # 200 cancelled job, or 204 (no annotation: see openapi)
+    job = api_services().enhance_jobs.cancel_or_delete(_claims().user_id, job_id)
+    if job is None:
+        return Response(status_code=204, content_type=None, body="")
+    return Response(
+        status_code=200, content_type=content_types.APPLICATION_JSON, body=JobOut.of(job).model_dump_json()
+    )
+
+
+# ------------------------------------------------------------------ GPU fleet (shared secret, no user token)
+def _fleet_secret(body_secret: str | None = None) -> str | None:
+    return app.current_event.headers.get("x-fleet-secret") or body_secret
+
+
+@app.post("/webhook/register", tags=["fleet"])
+def register_worker(body: RegisterWorkerRequest) -> RegisterWorkerOut:
+    fleet = api_services().fleet
+    fleet.authorize(_fleet_secret(body.secret))
+    record = fleet.register(
+        body.worker_id,
+        url=body.url,
+        ip=body.ip,
+        port=body.port,
+        provider=body.provider,
+        max_batch=body.max_batch,
+        version=body.version,
+    )
+    return RegisterWorkerOut(worker=WorkerOut.of(record))
+
+
+@app.post("/webhook/unregister", tags=["fleet"])
+def unregister_worker(body: UnregisterWorkerRequest) -> UnregisterWorkerOut:
+    fleet = api_services().fleet
+    fleet.authorize(_fleet_secret(body.secret))
+    worker_id = body.worker_id or (f"{body.ip}:{body.port or 8000}" if body.ip else None)
+    if not worker_id:
+        raise BadRequestError("send the worker_id (or the old form: ip and port)", code="bad_request")
+    return UnregisterWorkerOut(removed=fleet.unregister(worker_id))
+
+
+@app.get("/webhook/servers", tags=["fleet"])
+def list_workers() -> ServersOut:
+    fleet = api_services().fleet
+    fleet.authorize(_fleet_secret())
+    servers = fleet.servers()
+    healthy = sum(1 for w in servers if w.healthy)
+    return ServersOut(
+        healthy=healthy, unhealthy=len(servers) - healthy, servers=[WorkerOut.of(w) for w in servers]
+    )

@@ -6,6 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from photopipe.adapters.workers import WorkerRecord
+from photopipe.enhance.jobs import MAX_BATCH_IMAGES, Job, JobError, JobState
+from photopipe.enhance.params import EnhanceParams
 from photopipe.models import ClassificationSource, ImageClassification, ImageRecord, ImageState, User
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
@@ -136,9 +139,15 @@ class BatchDeleteOut(BaseModel):
     not_found: list[str]
 
 
+class FleetHealthOut(BaseModel):
+    healthy: int
+    unhealthy: int
+
+
 class HealthOut(BaseModel):
     status: str
     version: str
+    fleet: FleetHealthOut | None = Field(None, description="GPU workers by heartbeat (healthy: within 90 s)")
 
 
 class InfoOut(BaseModel):
@@ -219,3 +228,120 @@ class CategoryStatsOut(BaseModel):
     days: int
     total: int
     categories: list[CategoryCount]
+
+
+# ------------------------------------------------------------------ enhancement
+ImageId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class EnhanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_id: ImageId
+    params: EnhanceParams = Field(default_factory=EnhanceParams)
+
+
+class EnhanceBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_ids: list[ImageId] = Field(min_length=1, max_length=MAX_BATCH_IMAGES)
+    params: EnhanceParams = Field(default_factory=EnhanceParams)
+
+
+class JobOut(BaseModel):
+    job_id: str
+    image_id: str
+    state: JobState
+    progress: int
+    params: EnhanceParams
+    faces: int | None = None
+    timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds by stage")
+    notes: list[str] = Field(default_factory=list)
+    error: JobError | None = None
+    result_url: str | None = Field(None, description="Presigned link to the result, once completed")
+    width: int | None = None
+    height: int | None = None
+    batch_id: str | None = None
+    attempts: int = 0
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, job: Job, result_url: str | None = None) -> JobOut:
+        return cls.model_validate({**job.model_dump(), "result_url": result_url})
+
+
+class JobAcceptedOut(JobOut):
+    status_url: str
+
+
+class BatchAcceptedOut(BaseModel):
+    batch_id: str
+    status_url: str
+    jobs: list[JobOut]
+
+
+class BatchOut(BaseModel):
+    batch_id: str
+    total: int
+    done: bool
+    counts: dict[str, int]
+    jobs: list[JobOut]
+
+
+class ExportPendingOut(BaseModel):
+    status: str = "preparing"
+    retry_after: int
+    message: str
+
+
+# ------------------------------------------------------------------ GPU fleet (webhook)
+class RegisterWorkerRequest(BaseModel):
+    """A worker's registration. The old gateway's `{ip, port, secret}` body is still accepted."""
+
+    model_config = ConfigDict(extra="ignore")
+    worker_id: str | None = Field(None, min_length=1, max_length=128)
+    url: str | None = Field(None, max_length=512)
+    ip: str | None = Field(None, max_length=64)
+    port: int | None = Field(None, ge=1, le=65535)
+    provider: str | None = Field(None, max_length=64)
+    max_batch: int | None = Field(None, ge=1, le=4096)
+    version: str | None = Field(None, max_length=64)
+    secret: str | None = Field(None, max_length=512, description="Or send the X-Fleet-Secret header")
+
+
+class UnregisterWorkerRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    worker_id: str | None = Field(None, min_length=1, max_length=128)
+    ip: str | None = Field(None, max_length=64)
+    port: int | None = Field(None, ge=1, le=65535)
+    secret: str | None = Field(None, max_length=512)
+
+
+class WorkerOut(BaseModel):
+    worker_id: str
+    url: str | None = None
+    provider: str | None = None
+    max_batch: int | None = None
+    version: str | None = None
+    healthy: bool
+    registered_at: float
+    heartbeat_at: float
+
+    @classmethod
+    def of(cls, record: WorkerRecord) -> WorkerOut:
+        return cls.model_validate(record.model_dump())
+
+
+class RegisterWorkerOut(BaseModel):
+    success: bool = True
+    worker: WorkerOut
+
+
+class UnregisterWorkerOut(BaseModel):
+    success: bool = True
+    removed: bool
+
+
+class ServersOut(BaseModel):
+    healthy: int
+    unhealthy: int
+    servers: list[WorkerOut]

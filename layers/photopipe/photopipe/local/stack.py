@@ -246,6 +246,7 @@ class LocalStack:
         self.environment: dict[str, str] = {}
         self._env_patch: EnvironmentPatch | None = None
         self._started = False
+        self.enhance_worker: LocalEnhanceWorker | None = None
 
     # ------------------------------------------------------------------------------- lifecycle
 
@@ -346,6 +347,10 @@ class LocalStack:
                 self.event_sources.append(source)
                 source.start()
 
+        self.enhance_worker = LocalEnhanceWorker.if_model_present(self.environment, self.template.path.parent)
+        if self.enhance_worker is not None:
+            self.enhance_worker.start()
+
         routes = RouteTable.from_functions(self.function_specs)
         if self.serve_http and routes.routes:
             app = HttpApiApp(routes, self.functions, self.http_apis, account_id=self.account_id)
@@ -367,6 +372,9 @@ class LocalStack:
         for source in self.event_sources:
             source.join(timeout=30)
         self.event_sources = []
+        if self.enhance_worker is not None:
+            self.enhance_worker.stop()
+            self.enhance_worker = None
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
@@ -451,6 +459,67 @@ class LocalStack:
 
 
 # ------------------------------------------------------------------------------------------- invoke
+
+
+class LocalEnhanceWorker:
+    """The GPU worker, on whatever ONNX Runtime provider this machine has (CPU here), in a thread: started
+    only when an exported face model is present (`PHOTOPIPE_MODEL_DIR`, else `models/gfpgan` next to the
+    template). Without one no worker registers, so `POST /api/v1/enhance` answers 503
+    `enhancement_unavailable` with the export command in its message."""
+
+    def __init__(self, environment: Mapping[str, str], model_dir: Path) -> None:
+        self.environment = {
+            **environment,
+            "PHOTOPIPE_MODEL_DIR": str(model_dir),
+            "PHOTOPIPE_WORKER_ID": environment.get("PHOTOPIPE_WORKER_ID", f"local-{socket.gethostname()}"),
+            "PHOTOPIPE_POLL_WAIT_S": environment.get("PHOTOPIPE_POLL_WAIT_S", "1"),  # stops within 1 s
+        }
+        self.model_dir = model_dir
+        self._worker: Any = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @classmethod
+    def if_model_present(cls, environment: Mapping[str, str], root: Path) -> LocalEnhanceWorker | None:
+        configured = environment.get("PHOTOPIPE_MODEL_DIR") or os.environ.get("PHOTOPIPE_MODEL_DIR")
+        model_dir = Path(configured) if configured else root / "models" / "gfpgan"
+        if not (model_dir / "manifest.json").is_file():
+            logger.info(
+                "no exported face model: enhancement is unavailable until one is exported with "
+                "`photopipe models export --weights GFPGANv1.4.pth --out models/gfpgan`",
+                extra={"model_dir": str(model_dir)},
+            )
+            return None
+        return cls(environment, model_dir)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="local-enhance-worker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        # Imported here: numpy/ONNX Runtime load only when a model is present.
+        from photopipe.settings import WorkerSettings
+        from photopipe.wiring import gpu_worker
+
+        try:
+            worker = gpu_worker(WorkerSettings.from_env(self.environment))  # loads and warms up the model
+        except Exception:
+            logger.exception(
+                "the local enhancement worker could not start", extra={"model_dir": str(self.model_dir)}
+            )
+            return
+        self._worker = worker
+        if self._stop.is_set():
+            return
+        logger.info("local enhancement worker started", extra={"model_dir": str(self.model_dir)})
+        worker.run()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,0 +1,580 @@
+"""The GPU worker: long-polls the gpu-jobs queue and runs enhancement jobs, batching faces across jobs.
+
+One process holds one face restorer (its ONNX session created and warmed up at start) and loops:
+
+1. receive up to 10 messages (long poll, `poll_wait_s` ≤ 20 s; shorter while it holds prepared work);
+2. for each: skip a job that is gone or finished (a duplicate delivery: the message is deleted, no work),
+   claim it with a conditional `queued → running` (or take over a `running` job whose lease ran out: its
+   worker died), download the original, check for cancellation, `prepare` it (decode, detect, align),
+   check again;
+3. once the prepared photos hold `max_batch` faces, or the first of them has waited `batch_wait_s`,
+   restore every face in one `restore()` call (chunks of `max_batch` only when more are held), split the
+   output back, `finish` each photo (upscale, paste, encode), write `enhanced/{user_id}/{job_id}.jpg` and
+   complete the job with a conditional `running (held by me) → completed`; then delete the message.
+
+Exactly once: a job is completed only while it is still `running` under this worker, so a cancelled job
+or one taken over by another worker is never overwritten. A failing job goes back to `queued` with its
+error recorded and its message is given back for a retry; on the queue's last attempt it ends `failed`
+with a readable reason and SQS moves the message to the dead-letter queue.
+
+A keep-alive thread extends the visibility of every message held, renews the jobs' leases and sends the
+fleet heartbeat. `stop()` (SIGTERM) makes the loop stop polling, finish what it holds, give back what it
+had not started, and unregister."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from pydantic import ValidationError
+
+from photopipe.adapters.job_queue import QueueConsumer, ReceivedMessage
+from photopipe.adapters.jobs import JobsRepository
+from photopipe.adapters.s3 import MediaStore
+from photopipe.enhance.jobs import Job, JobError, JobMessage, JobState, result_key
+from photopipe.enhance.params import EnhanceParams
+from photopipe.errors import PhotopipeError
+from photopipe.observability import logger
+
+if TYPE_CHECKING:
+    from photopipe.enhance.pipeline import FaceRestorer
+    from photopipe.usecases.fleet import Fleet
+
+
+# ---------------------------------------------------------------------------------------- interfaces
+class Prepared(Protocol):
+    """What `PhotoEnhancer.prepare` gives back (`photopipe.enhance.pipeline.PreparedPhoto`)."""
+
+    @property
+    def faces(self) -> np.ndarray: ...  # float32 (k, 3, 512, 512) in [-1, 1]
+
+    @property
+    def timings(self) -> dict[str, float]: ...
+
+
+class Enhanced(Protocol):
+    """What `PhotoEnhancer.finish` gives back (`photopipe.enhance.pipeline.EnhancedPhoto`)."""
+
+    @property
+    def jpeg(self) -> bytes: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def faces(self) -> int: ...
+
+    @property
+    def timings(self) -> dict[str, float]: ...
+
+    @property
+    def notes(self) -> list[str]: ...
+
+
+class PhotoEnhancer(Protocol):
+    """The CPU halves of the pipeline around the batched restore."""
+
+    def prepare(self, data: bytes, params: EnhanceParams) -> Prepared: ...
+
+    def finish(self, prepared: Any, restored: np.ndarray) -> Enhanced: ...
+
+
+class PipelineEnhancer:
+    """`photopipe.enhance.pipeline.prepare/finish` with one detector and one upscaler, created once."""
+
+    def __init__(self, detector: Any | None = None, upscaler: Any | None = None) -> None:
+        from photopipe.enhance import pipeline
+        from photopipe.enhance.faces import MtcnnDetector
+        from photopipe.enhance.upscale import LanczosUpscaler
+
+        self._pipeline = pipeline
+        self._detector = detector if detector is not None else MtcnnDetector()
+        self._upscaler = upscaler if upscaler is not None else LanczosUpscaler()
+
+    def prepare(self, data: bytes, params: EnhanceParams) -> Prepared:
+        prepared: Prepared = self._pipeline.prepare(data, params, self._detector)
+        return prepared
+
+    def finish(self, prepared: Any, restored: np.ndarray) -> Enhanced:
+        enhanced: Enhanced = self._pipeline.finish(prepared, restored, self._upscaler)
+        return enhanced
+
+
+class FleetLink(Protocol):
+    """How a worker tells the fleet it is alive."""
+
+    def register(self) -> None: ...
+
+    def heartbeat(self) -> None: ...
+
+    def unregister(self) -> None: ...
+
+
+@dataclass
+class DirectFleetLink:
+    """Writes the workers table through the same use case the webhook routes use (the default: the
+    worker's IAM role allows it, no secret needed)."""
+
+    fleet: Fleet
+    worker_id: str
+    provider: str | None = None
+    max_batch: int | None = None
+    version: str | None = None
+
+    def register(self) -> None:
+        self.fleet.register(
+            self.worker_id, provider=self.provider, max_batch=self.max_batch, version=self.version
+        )
+
+    def heartbeat(self) -> None:
+        if not self.fleet.heartbeat(self.worker_id):
+            self.register()  # the item expired or was removed: register again
+
+    def unregister(self) -> None:
+        self.fleet.unregister(self.worker_id)
+
+
+@dataclass
+class HttpFleetLink:
+    """Registers through the API's `/webhook/*` routes with the shared secret (for a worker outside the
+    AWS account, as the old GPU servers were). Registering again is the heartbeat."""
+
+    api_url: str
+    secret: str = field(repr=False)
+    worker_id: str
+    provider: str | None = None
+    max_batch: int | None = None
+    version: str | None = None
+    timeout_s: float = 10.0
+
+    def _post(self, path: str, body: dict[str, Any]) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(  # noqa: S310 - an https/http URL from the worker's settings
+            self.api_url.rstrip("/") + path,
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json", "x-fleet-secret": self.secret},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310
+            resp.read()
+
+    def register(self) -> None:
+        body = {"worker_id": self.worker_id, "provider": self.provider, "max_batch": self.max_batch}
+        if self.version:
+            body["version"] = self.version
+        self._post("/webhook/register", {k: v for k, v in body.items() if v is not None})
+
+    def heartbeat(self) -> None:
+        self.register()
+
+    def unregister(self) -> None:
+        self._post("/webhook/unregister", {"worker_id": self.worker_id})
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+# ---------------------------------------------------------------------------------------- the worker
+@dataclass(frozen=True)
+class WorkerConfig:
+    worker_id: str
+    max_receive_count: int = 3  # the queue's redrive maxReceiveCount
+    poll_wait_s: int = 20  # SQS long poll (≤ 20)
+    batch_wait_s: float = 0.5  # the longest a prepared photo waits for others to fill a batch
+    max_messages: int = 10
+    visibility_s: int = 120  # set on receive and renewed by the keep-alive
+    lease_s: float = 180.0  # a running job's lease; another worker may take it over after this
+    keepalive_s: float = 30.0  # visibility, leases and fleet heartbeat are renewed this often
+    retry_delay_s: int = 10  # a failed attempt's message becomes visible again after this
+
+
+@dataclass
+class _Held:
+    message: ReceivedMessage
+    job: Job
+    started: float
+    timings: dict[str, float] = field(default_factory=dict)
+    prepared: Any = None
+
+    @property
+    def face_count(self) -> int:
+        return 0 if self.prepared is None else int(self.prepared.faces.shape[0])
+
+
+class GpuWorker:
+    def __init__(
+        self,
+        *,
+        jobs: JobsRepository,
+        media: MediaStore,
+        queue: QueueConsumer,
+        restorer: FaceRestorer,
+        enhancer: PhotoEnhancer,
+        config: WorkerConfig,
+        fleet: FleetLink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.jobs, self.media, self.queue = jobs, media, queue
+        self.restorer, self.enhancer, self.config = restorer, enhancer, config
+        self.fleet = fleet
+        self.clock = clock
+        self.max_batch = max(1, int(restorer.max_batch))
+        self._stop = threading.Event()
+        self._keepalive_stop = threading.Event()
+        self._lock = threading.Lock()
+        self._held: dict[str, _Held] = {}  # by message id: everything received and not yet let go
+        self._pending: list[_Held] = []  # prepared, waiting for the batched restore
+        self._first_pending_at: float | None = None
+        self._keepalive: threading.Thread | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return self.config.worker_id
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to stop (signal-handler safe): it stops polling, finishes what it holds, exits."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self.fleet is not None:
+            self.fleet.register()
+        self._keepalive_stop.clear()
+        self._keepalive = threading.Thread(target=self._keepalive_loop, name="worker-keepalive", daemon=True)
+        self._keepalive.start()
+        logger.info("worker started", extra={"worker_id": self.worker_id, "max_batch": self.max_batch})
+
+    def shutdown(self) -> None:
+        self.flush()
+        with self._lock:
+            leftovers = list(self._held.values())
+        for held in leftovers:  # received but never started: give them back at once
+            self._release(held, delay=0)
+        self._keepalive_stop.set()
+        if self._keepalive is not None:
+            self._keepalive.join(timeout=10)
+        if self.fleet is not None:
+            self.fleet.unregister()
+        logger.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def run(self) -> None:
+        """Poll until `stop()`; then finish the held work and unregister."""
+        self.start()
+        try:
+            while not self.stopping:
+                self.poll_once()
+        finally:
+            self.shutdown()
+
+    # ------------------------------------------------------------------ one poll
+    def poll_once(self) -> int:
+        """Receive once, admit (claim + prepare) what came, restore a batch when it is due. Returns the
+        number of messages received."""
+        wait = self.config.poll_wait_s
+        if self._pending and self._first_pending_at is not None:
+            left = self.config.batch_wait_s - (self.clock() - self._first_pending_at)
+            wait = max(0, min(wait, math.ceil(left)))
+        messages = self.queue.receive(
+            max_messages=self.config.max_messages,
+            wait_seconds=wait,
+            visibility_seconds=self.config.visibility_s,
+        )
+        for message in messages:
+            if self.stopping:  # received during shutdown: not started, give it back now
+                self.queue.set_visibility(message, 0)
+                continue
+            self._admit(message)
+            if sum(h.face_count for h in self._pending) >= self.max_batch:
+                self.flush()
+        if self._pending and (self.stopping or self._batch_due()):
+            self.flush()
+        return len(messages)
+
+    def _batch_due(self) -> bool:
+        return (
+            self._first_pending_at is not None
+            and self.clock() - self._first_pending_at >= self.config.batch_wait_s
+        )
+
+    # ------------------------------------------------------------------ admit: claim, download, prepare
+    def _admit(self, message: ReceivedMessage) -> None:
+        try:
+            job_id = JobMessage.model_validate(json.loads(message.body)).job_id
+        except (json.JSONDecodeError, ValidationError) as e:
+            # Never valid: let SQS count the receives and move it to the DLQ.
+            logger.error("not a gpu-jobs message; left for the DLQ", extra={"error": str(e)})
+            self.queue.set_visibility(message, 0)
+            return
+        job = self.jobs.get(job_id)
+        if job is None or job.terminal:
+            logger.info(
+                "job gone or already finished; duplicate delivery deleted",
+                extra={"job_id": job_id, "state": job.state.value if job else None},
+            )
+            self.queue.delete(message)
+            return
+        now = self.clock()
+        claimed = self.jobs.claim(
+            job_id, worker_id=self.worker_id, lease_until=now + self.config.lease_s, now=now
+        )
+        if claimed is None:
+            current = self.jobs.get(job_id)
+            if current is None or current.terminal:
+                self.queue.delete(message)
+                return
+            # Another worker holds it under a live lease: look again once that lease could have run out.
+            left = (current.lease_expires_at or now) - now
+            self.queue.set_visibility(message, int(min(43_000, max(1, left + 1))))
+            logger.info("job held by another worker", extra={"job_id": job_id, "holder": current.worker_id})
+            return
+        if job.state == JobState.RUNNING:
+            logger.warning(
+                "took over a job whose worker stopped renewing its lease",
+                extra={"job_id": job_id, "previous_worker": job.worker_id},
+            )
+        held = _Held(message=message, job=claimed, started=time.perf_counter())
+        with self._lock:
+            self._held[message.message_id] = held
+        try:
+            self._prepare(held)
+        except Exception as e:  # any failure of this job is recorded on it; the loop goes on
+            self._fail(held, e)
+
+    def _prepare(self, held: _Held) -> None:
+        job = held.job
+        t = time.perf_counter()
+        stored = self.media.open(job.source_key)
+        with stored.body:
+            data = stored.body.read()
+        held.timings["download"] = _ms(t)
+        if not self._progress(held, 10):  # cancelled (or taken over) before the work starts
+            return
+        prepared = self.enhancer.prepare(data, job.params)
+        held.prepared = prepared
+        held.timings.update(prepared.timings)
+        if not self._progress(held, 40):  # cancelled while it was being prepared
+            return
+        if not self._pending:
+            self._first_pending_at = self.clock()
+        self._pending.append(held)
+
+    # ------------------------------------------------------------------ restore a batch, finish each
+    def flush(self) -> None:
+        pending, self._pending, self._first_pending_at = self._pending, [], None
+        if not pending:
+            return
+        counts = [h.face_count for h in pending]
+        total = sum(counts)
+        restored_parts: list[np.ndarray] = []
+        restore_ms = 0.0
+        if total:
+            faces = np.concatenate([h.prepared.faces for h in pending if h.face_count], axis=0)
+            t = time.perf_counter()
+            try:
+                outputs = [
+                    self.restorer.restore(faces[i : i + self.max_batch])
+                    for i in range(0, total, self.max_batch)
+                ]
+            except Exception as e:  # the whole batch failed: each job is retried on its own terms
+                for held in pending:
+                    self._fail(held, e)
+                return
+            restore_ms = _ms(t)
+            restored = np.concatenate(outputs, axis=0)
+            restored_parts = np.split(restored, np.cumsum(counts)[:-1])
+        else:
+            restored_parts = [np.zeros((0, 3, 512, 512), np.float32) for _ in pending]
+        logger.info("restored a batch", extra={"photos": len(pending), "faces": total, "ms": restore_ms})
+        for held, part in zip(pending, restored_parts, strict=True):
+            held.timings["restore"] = restore_ms
+            try:
+                self._finish(held, part, batch_faces=total)
+            except Exception as e:
+                self._fail(held, e)
+
+    def _finish(self, held: _Held, restored: np.ndarray, *, batch_faces: int) -> None:
+        job = held.job
+        if not self._progress(held, 70):  # cancelled while waiting for the batch
+            return
+        enhanced = self.enhancer.finish(held.prepared, restored)
+        key = result_key(job.user_id, job.job_id)
+        t = time.perf_counter()
+        self.media.put(key, enhanced.jpeg, content_type="image/jpeg", cache_control="private, max-age=86400")
+        timings = {**held.timings, **enhanced.timings, "restore": held.timings.get("restore", 0.0)}
+        timings["upload"] = _ms(t)
+        timings["total"] = _ms(held.started)
+        done = self.jobs.update(
+            job.job_id,
+            from_states=(JobState.RUNNING,),
+            to_state=JobState.COMPLETED,
+            held_by=self.worker_id,
+            set_fields={
+                "progress": 100,
+                "faces": int(enhanced.faces),
+                "timings": {k: round(float(v), 3) for k, v in timings.items()},
+                "notes": list(enhanced.notes),
+                "result_key": key,
+                "width": int(enhanced.width),
+                "height": int(enhanced.height),
+                "restore_batch_faces": batch_faces,
+            },
+            remove_fields=("lease_expires_at", "error"),
+        )
+        if done is None:
+            # Cancelled (or taken over) after the photo was written: the job's owner no longer wants it.
+            current = self.jobs.get(job.job_id)
+            if current is None or current.state == JobState.CANCELLED:
+                self.media.delete_prefix(key)
+            self._lost(held, current)
+            return
+        logger.info(
+            "job completed",
+            extra={"job_id": job.job_id, "faces": done.faces, "total_ms": timings["total"]},
+        )
+        self._let_go(held, delete=True)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _progress(self, held: _Held, progress: int) -> bool:
+        """Record progress and timings and renew the lease; False when the job is no longer ours (then the
+        message has been dealt with)."""
+        updated = self.jobs.update(
+            held.job.job_id,
+            from_states=(JobState.RUNNING,),
+            held_by=self.worker_id,
+            set_fields={
+                "progress": progress,
+                "timings": {k: round(float(v), 3) for k, v in held.timings.items()},
+                "lease_expires_at": self.clock() + self.config.lease_s,
+            },
+        )
+        if updated is None:
+            self._lost(held, self.jobs.get(held.job.job_id))
+            return False
+        held.job = updated
+        return True
+
+    def _lost(self, held: _Held, current: Job | None) -> None:
+        if current is None or current.terminal:
+            logger.info(
+                "job cancelled or removed while running; dropped",
+                extra={"job_id": held.job.job_id, "state": current.state.value if current else None},
+            )
+            self._let_go(held, delete=True)
+        else:  # another worker took it over: its copy of the message is the live one
+            logger.warning("job taken over by another worker", extra={"job_id": held.job.job_id})
+            self._let_go(held, delete=False)
+
+    def _fail(self, held: _Held, error: Exception) -> None:
+        job = held.job
+        code = error.code if isinstance(error, PhotopipeError) else "enhancement_failed"
+        detail = error.message if isinstance(error, PhotopipeError) else f"{type(error).__name__}: {error}"
+        last = held.message.receive_count >= self.config.max_receive_count
+        logger.error(
+            "job attempt failed",
+            extra={
+                "job_id": job.job_id,
+                "attempt": held.message.receive_count,
+                "last": last,
+                "error": detail,
+            },
+        )
+        if last:
+            self.jobs.update(
+                job.job_id,
+                from_states=(JobState.RUNNING,),
+                to_state=JobState.FAILED,
+                held_by=self.worker_id,
+                set_fields={
+                    "error": JobError(
+                        code=code,
+                        message=f"enhancement failed after {held.message.receive_count} attempts: {detail}. "
+                        "The job's message is kept in the gpu-jobs dead-letter queue for a redrive.",
+                    ).model_dump(),
+                    "timings": {k: round(float(v), 3) for k, v in held.timings.items()},
+                },
+                remove_fields=("lease_expires_at",),
+            )
+            self._release(held, delay=0)  # its next receive moves it to the DLQ
+        else:
+            self.jobs.update(
+                job.job_id,
+                from_states=(JobState.RUNNING,),
+                to_state=JobState.QUEUED,
+                held_by=self.worker_id,
+                set_fields={
+                    "error": JobError(code=code, message=f"attempt failed, will retry: {detail}").model_dump()
+                },
+                remove_fields=("lease_expires_at", "worker_id"),
+            )
+            self._release(held, delay=self.config.retry_delay_s)
+
+    def _release(self, held: _Held, *, delay: int) -> None:
+        self.queue.set_visibility(held.message, delay)
+        self._let_go(held, delete=False)
+
+    def _let_go(self, held: _Held, *, delete: bool) -> None:
+        if delete:
+            self.queue.delete(held.message)
+        with self._lock:
+            self._held.pop(held.message.message_id, None)
+        if held in self._pending:
+            self._pending.remove(held)
+
+    # ------------------------------------------------------------------ keep-alive
+    def _keepalive_loop(self) -> None:
+        while not self._keepalive_stop.wait(self.config.keepalive_s):
+            self.keepalive()
+
+    def keepalive(self) -> None:
+        """Extend every held message and job lease, and heartbeat the fleet. Errors are logged and retried
+        next round (a missed round costs nothing while the visibility and lease last three rounds)."""
+        with self._lock:
+            held = list(self._held.values())
+        try:
+            for h in held:
+                self.queue.set_visibility(h.message, self.config.visibility_s)
+                self.jobs.update(
+                    h.job.job_id,
+                    from_states=(JobState.RUNNING,),
+                    held_by=self.worker_id,
+                    set_fields={"lease_expires_at": self.clock() + self.config.lease_s},
+                )
+            if self.fleet is not None:
+                self.fleet.heartbeat()
+        except (PhotopipeError, OSError) as e:
+            logger.warning("keep-alive round failed; retrying next round", extra={"error": str(e)})
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def install_signal_handlers(worker: GpuWorker) -> None:
+    """SIGTERM (ECS stopping the task, scale-in) and SIGINT stop the loop gracefully."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        logger.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
