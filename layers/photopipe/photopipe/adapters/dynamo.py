@@ -8,8 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
-from photopipe.adapters.aws import BOTO_CONFIG
+from photopipe.adapters.aws import BOTO_CONFIG, error_code, translate
 from photopipe.errors import BadRequestError
 
 
@@ -31,14 +32,48 @@ def to_item(value: Any) -> Any:
 
 
 def plain(item: dict[str, Any]) -> dict[str, Any]:
-    """Decimals to int/float so pydantic and JSON see ordinary numbers."""
-    out: dict[str, Any] = {}
-    for k, v in item.items():
-        if isinstance(v, Decimal):
-            out[k] = int(v) if v == v.to_integral_value() else float(v)
-        else:
-            out[k] = v
-    return out
+    """Decimals to int/float, recursively, so pydantic and JSON see ordinary numbers."""
+    return {k: _plain_value(v) for k, v in item.items()}
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return plain(value)
+    if isinstance(value, list):
+        return [_plain_value(v) for v in value]
+    return value
+
+
+def conditional_update(
+    table: Any,
+    key: dict[str, Any],
+    *,
+    update: str,
+    condition: str,
+    names: dict[str, str],
+    values: dict[str, Any],
+    what: str,
+) -> dict[str, Any] | None:
+    """One conditional `UpdateItem`: the item's new attributes, or None when the condition did not hold
+    (another delivery got there first, or the item is gone). Other failures become domain errors."""
+    try:
+        resp = table.update_item(
+            Key=key,
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as e:
+        if error_code(e) == "ConditionalCheckFailedException":
+            return None
+        raise translate(e, what) from e
+    except BotoCoreError as e:
+        raise translate(e, what) from e
+    return plain(resp["Attributes"])
 
 
 def encode_cursor(last_key: dict[str, Any] | None) -> str | None:

@@ -9,8 +9,8 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from photopipe.adapters.aws import error_code, translate
-from photopipe.adapters.dynamo import decode_cursor, encode_cursor, plain, table, to_item
+from photopipe.adapters.aws import translate
+from photopipe.adapters.dynamo import conditional_update, decode_cursor, encode_cursor, plain, table, to_item
 from photopipe.models import ImageRecord, ImageState, utcnow_iso
 
 OWNER_INDEX = "by-owner"
@@ -65,22 +65,16 @@ class ImagesRepository:
             + ", ".join(f":s{i}" for i in range(len(states)))
             + ")"
         )
-        try:
-            resp = self._table.update_item(
-                Key={"image_id": image_id},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as e:
-            if error_code(e) == "ConditionalCheckFailedException":
-                return None
-            raise translate(e, "updating the image record") from e
-        except BotoCoreError as e:
-            raise translate(e, "updating the image record") from e
-        return ImageRecord.model_validate(plain(resp["Attributes"]))
+        item = conditional_update(
+            self._table,
+            {"image_id": image_id},
+            update=update,
+            condition=condition,
+            names=names,
+            values=values,
+            what="updating the image record",
+        )
+        return ImageRecord.model_validate(item) if item else None
 
     def list_by_owner(
         self, user_id: str, *, limit: int, cursor: str | None = None, state: ImageState | None = None

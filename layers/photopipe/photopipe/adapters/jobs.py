@@ -13,7 +13,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe.adapters.aws import error_code, translate
-from photopipe.adapters.dynamo import plain, table, to_item
+from photopipe.adapters.dynamo import conditional_update, plain, table, to_item
 from photopipe.enhance.jobs import Job, JobState
 from photopipe.models import utcnow_iso
 
@@ -21,16 +21,8 @@ OWNER_INDEX = "by-owner"
 BATCH_INDEX = "by-batch"
 
 
-def _plain_deep(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain_deep(v) for k, v in plain(value).items()}
-    if isinstance(value, list):
-        return [_plain_deep(v) for v in value]
-    return plain({"v": value})["v"]
-
-
 def _job(item: dict[str, Any]) -> Job:
-    return Job.model_validate(_plain_deep(item))
+    return Job.model_validate(plain(item))
 
 
 class JobsRepository:
@@ -184,19 +176,13 @@ class JobsRepository:
     def _update(
         self, job_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
     ) -> Job | None:
-        try:
-            resp = self._table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as e:
-            if error_code(e) == "ConditionalCheckFailedException":
-                return None
-            raise translate(e, "updating the job record") from e
-        except BotoCoreError as e:
-            raise translate(e, "updating the job record") from e
-        return _job(resp["Attributes"])
+        item = conditional_update(
+            self._table,
+            {"job_id": job_id},
+            update=update,
+            condition=condition,
+            names=names,
+            values=values,
+            what="updating the job record",
+        )
+        return _job(item) if item else None
