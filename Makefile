@@ -65,11 +65,12 @@ integration: $(VENV)/.installed
 e2e: $(VENV)/.installed
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-export
 	$(PY) benchmarks/ingest_transform.py
 	$(PY) benchmarks/e2e_local.py
 	$(PY) benchmarks/near_duplicates.py
 	$(PY) benchmarks/classify_cache.py
+	$(PY) benchmarks/enhance.py
 
 # Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it).
 build: $(SAMENV)/.installed
