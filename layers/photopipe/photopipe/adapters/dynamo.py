@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +46,50 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain_value(v) for v in value]
     return value
+
+
+@dataclass
+class Transition:
+    """An `UpdateItem` that sets fields only while the item is in one of some states (extend it with more
+    clauses before sending: every SET item goes before the REMOVE part)."""
+
+    set_clauses: list[str]
+    remove_clauses: list[str]
+    condition: str
+    names: dict[str, str]
+    values: dict[str, Any]
+
+    @property
+    def update(self) -> str:
+        text = "SET " + ", ".join(self.set_clauses)
+        return text + (" REMOVE " + ", ".join(self.remove_clauses) if self.remove_clauses else "")
+
+
+def transition(
+    key_attr: str,
+    *,
+    from_states: Iterable[str],
+    set_fields: dict[str, Any],
+    remove_fields: Iterable[str] = (),
+) -> Transition:
+    """SET `set_fields`, REMOVE `remove_fields`, on condition that the item exists and its `state` is one
+    of `from_states`."""
+    names = {f"#f{i}": k for i, k in enumerate(set_fields)}
+    values: dict[str, Any] = {f":v{i}": to_item(v) for i, v in enumerate(set_fields.values())}
+    removes = [f for f in remove_fields if f not in set_fields]
+    names.update({f"#r{i}": k for i, k in enumerate(removes)})
+    states = list(from_states)
+    names["#state"] = "state"
+    values.update({f":s{i}": s for i, s in enumerate(states)})
+    return Transition(
+        set_clauses=[f"#f{i} = :v{i}" for i in range(len(set_fields))],
+        remove_clauses=[f"#r{i}" for i in range(len(removes))],
+        condition=f"attribute_exists({key_attr}) AND #state IN ("
+        + ", ".join(f":s{i}" for i in range(len(states)))
+        + ")",
+        names=names,
+        values=values,
+    )
 
 
 def conditional_update(

@@ -10,7 +10,14 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe.adapters.aws import translate
-from photopipe.adapters.dynamo import conditional_update, decode_cursor, encode_cursor, plain, table, to_item
+from photopipe.adapters.dynamo import (
+    conditional_update,
+    decode_cursor,
+    encode_cursor,
+    plain,
+    table,
+    transition,
+)
 from photopipe.models import ImageRecord, ImageState, utcnow_iso
 
 OWNER_INDEX = "by-owner"
@@ -50,28 +57,19 @@ class ImagesRepository:
         """Move an image to `to_state` only if it is in one of `from_states`; returns the new record, or
         None when the condition did not hold (another delivery got there first, or it was deleted)."""
         fields = {**(set_fields or {}), "state": to_state.value, "updated_at": utcnow_iso()}
-        names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = {f":v{i}": to_item(v) for i, v in enumerate(fields.values())}
-        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-        removes = [f for f in remove_fields if f not in fields]
-        if removes:
-            names.update({f"#r{i}": k for i, k in enumerate(removes)})
-            update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
-        states = [s.value for s in from_states]
-        names["#state"] = "state"
-        values.update({f":s{i}": s for i, s in enumerate(states)})
-        condition = (
-            "attribute_exists(image_id) AND #state IN ("
-            + ", ".join(f":s{i}" for i in range(len(states)))
-            + ")"
+        t = transition(
+            "image_id",
+            from_states=[s.value for s in from_states],
+            set_fields=fields,
+            remove_fields=remove_fields,
         )
         item = conditional_update(
             self._table,
             {"image_id": image_id},
-            update=update,
-            condition=condition,
-            names=names,
-            values=values,
+            update=t.update,
+            condition=t.condition,
+            names=t.names,
+            values=t.values,
             what="updating the image record",
         )
         return ImageRecord.model_validate(item) if item else None

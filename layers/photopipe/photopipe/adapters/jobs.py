@@ -13,7 +13,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe.adapters.aws import error_code, translate
-from photopipe.adapters.dynamo import conditional_update, plain, table, to_item
+from photopipe.adapters.dynamo import conditional_update, plain, table, to_item, transition
 from photopipe.enhance.jobs import Job, JobState
 from photopipe.models import utcnow_iso
 
@@ -110,33 +110,25 @@ class JobsRepository:
         fields: dict[str, Any] = {**(set_fields or {}), "updated_at": utcnow_iso()}
         if to_state is not None:
             fields["state"] = to_state.value
-        names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values: dict[str, Any] = {f":v{i}": to_item(v) for i, v in enumerate(fields.values())}
-        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-        if add_attempt:
-            names["#attempts"] = "attempts"
-            values[":one"] = 1
-            values[":zero"] = 0
-            update += ", #attempts = if_not_exists(#attempts, :zero) + :one"
-        removes = [f for f in remove_fields if f not in fields]
-        if removes:
-            names.update({f"#r{i}": k for i, k in enumerate(removes)})
-            update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
-        states = [s.value for s in from_states]
-        names["#state"] = "state"
-        values.update({f":s{i}": s for i, s in enumerate(states)})
-        condition = (
-            "attribute_exists(job_id) AND #state IN (" + ", ".join(f":s{i}" for i in range(len(states))) + ")"
+        t = transition(
+            "job_id",
+            from_states=[s.value for s in from_states],
+            set_fields=fields,
+            remove_fields=remove_fields,
         )
+        if add_attempt:
+            t.names["#attempts"] = "attempts"
+            t.values.update({":one": 1, ":zero": 0})
+            t.set_clauses.append("#attempts = if_not_exists(#attempts, :zero) + :one")
         if held_by is not None:
-            names["#worker"] = "worker_id"
-            values[":worker"] = held_by
-            condition += " AND #worker = :worker"
+            t.names["#worker"] = "worker_id"
+            t.values[":worker"] = held_by
+            t.condition += " AND #worker = :worker"
         if owner is not None:
-            names["#owner"] = "user_id"
-            values[":owner"] = owner
-            condition += " AND #owner = :owner"
-        return self._update(job_id, update, condition, names, values)
+            t.names["#owner"] = "user_id"
+            t.values[":owner"] = owner
+            t.condition += " AND #owner = :owner"
+        return self._update(job_id, t.update, t.condition, t.names, t.values)
 
     def claim(self, job_id: str, *, worker_id: str, lease_until: float, now: float) -> Job | None:
         """queued → running for this worker; or take over a running job whose lease ran out (its worker
