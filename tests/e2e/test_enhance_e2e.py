@@ -26,7 +26,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
     from photopipe.enhance.arch import GfpganConfig
     from photopipe.enhance.export import export_gfpgan
 

@@ -96,14 +96,14 @@ class Stack:
         resp = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
         return {o["Key"]: (o["ETag"], o["LastModified"]) for o in resp.get("Contents", [])}
 
-    def seed_pending(self, original_key: str) -> str:
-        """The record `POST /uploads` would have made for `originals/{user}/{image}/{name}`."""
+    def seed_image(self, original_key: str, state: ImageState = ImageState.PENDING_UPLOAD) -> str:
+        """An image record for `originals/{user}/{image}/{name}`: by default the one `POST /uploads` makes."""
         _, user_id, image_id, name = original_key.split("/")
         now = utcnow_iso()
         record = ImageRecord(
             image_id=image_id,
             user_id=user_id,
-            state=ImageState.PENDING_UPLOAD,
+            state=state,
             filename=name,
             original_key=original_key,
             content_type="image/jpeg",

@@ -10,7 +10,7 @@ from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.workers import WorkersRepository
 from photopipe.enhance.worker import DirectFleetLink, GpuWorker, WorkerConfig
-from photopipe.models import ImageRecord, ImageState, utcnow_iso
+from photopipe.models import ImageState
 from photopipe.usecases.fleet import Fleet
 from tests.fakes.enhance import FakeEnhancer, InvertingRestorer
 from tests.integration.conftest import ApiClient, Stack, jpeg_bytes
@@ -28,23 +28,10 @@ def register_user(api: ApiClient, name: str) -> tuple[str, str]:
 
 def processed_image(stack: Stack, user_id: str, size: tuple[int, int] = (160, 120)) -> tuple[str, bytes]:
     """A photo that went through ingest: its original in the bucket and a `processed` record."""
-    image_id = uuid.uuid4().hex
-    key = f"originals/{user_id}/{image_id}/photo.jpg"
+    key = f"originals/{user_id}/{uuid.uuid4().hex}/photo.jpg"
     data = jpeg_bytes(size)
     stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
-    now = utcnow_iso()
-    record = ImageRecord(
-        image_id=image_id,
-        user_id=user_id,
-        state=ImageState.PROCESSED,
-        filename="photo.jpg",
-        original_key=key,
-        content_type="image/jpeg",
-        created_at=now,
-        updated_at=now,
-    )
-    stack.dynamodb.Table(stack.images_table).put_item(Item=record.model_dump(mode="json", exclude_none=True))
-    return image_id, data
+    return stack.seed_image(key, ImageState.PROCESSED), data
 
 
 def fleet(stack: Stack) -> Fleet:

@@ -45,7 +45,7 @@ def ingest(stack: Stack, ingest_handler: Any, data: bytes, user_id: str | None =
     """Upload `data` as a new photo and run ingest on it, as the pipeline would."""
     user_id = user_id or uuid.uuid4().hex
     key = f"originals/{user_id}/{uuid.uuid4().hex}/photo.jpg"
-    image_id = stack.seed_pending(key)
+    image_id = stack.seed_image(key)
     etag = stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=data)["ETag"].strip('"')
     event = load_event("ingest-upload.json")
     body = json.loads(event["Records"][0]["body"])
@@ -79,7 +79,7 @@ def test_sample_event_classifies_a_processed_photo_with_the_model(
     event = load_event("classify-image.json")
     image_id = json.loads(event["Records"][0]["body"])["image_id"]
     key = f"originals/0f8c1b3e2a4d4c5f9e6a7b8c9d0e1f2a/{image_id}/photo.jpg"
-    stack.seed_pending(key)
+    stack.seed_image(key)
     data = jpeg_bytes((1600, 1200))
     etag = stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=data)["ETag"].strip('"')
     ingest_event = load_event("ingest-upload.json")

@@ -145,7 +145,7 @@ def test_another_users_image_and_job_are_404(stack: Stack, api: ApiClient, worke
 
 def test_a_photo_not_yet_processed_cannot_be_enhanced(stack: Stack, api: ApiClient, worker_up: None) -> None:
     token, user_id = register_user(api, "ada")
-    image_id = stack.seed_pending(f"originals/{user_id}/{uuid.uuid4().hex}/photo.jpg")
+    image_id = stack.seed_image(f"originals/{user_id}/{uuid.uuid4().hex}/photo.jpg")
 
     status, body = _submit(api, token, image_id)
 

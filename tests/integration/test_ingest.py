@@ -34,7 +34,7 @@ def _prepare(stack: Stack, data: bytes, image_id: str | None = None) -> tuple[di
         parts = key.split("/")
         key = "/".join([parts[0], parts[1], image_id, parts[3]])
     real_key = key.replace("+", " ")
-    image_id = stack.seed_pending(real_key)
+    image_id = stack.seed_image(real_key)
     etag = stack.s3.put_object(Bucket=stack.bucket, Key=real_key, Body=data)["ETag"].strip('"')
     for record in event["Records"]:
         body = json.loads(record["body"])

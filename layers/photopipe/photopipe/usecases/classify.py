@@ -25,7 +25,6 @@ from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.stats import StatsRepository
 from photopipe.classification import (
     CATEGORY_LABELS,
-    PROMPT_VERSION,
     Category,
     ClassificationFailed,
     ProviderError,
@@ -313,6 +312,3 @@ class ImageClassifier:
 
     def _count(self, image: ImageRecord, counters: dict[str, int]) -> None:
         self.stats.add(today(), counters, user_id=image.user_id)
-
-
-__all__ = ["PROMPT_VERSION", "ClassifyMessage", "ImageClassifier", "Prices"]
