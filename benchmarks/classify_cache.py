@@ -44,10 +44,10 @@ from moto import mock_aws  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from photopipe import wiring  # noqa: E402
-from photopipe.local.resources import AwsClients, create_resources  # noqa: E402
-from photopipe.local.runtime import functions_environment  # noqa: E402
-from photopipe.local.template import Template  # noqa: E402
 from photopipe.models import ImageRecord, ImageState, utcnow_iso  # noqa: E402
+from photopipe_local.resources import AwsClients, create_resources  # noqa: E402
+from photopipe_local.runtime import functions_environment  # noqa: E402
+from photopipe_local.template import Template  # noqa: E402
 from tests.conftest import FakeContext, load_event, load_handler  # noqa: E402
 from tests.fakes.dashscope_server import FakeDashScope  # noqa: E402
 

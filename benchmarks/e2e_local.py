@@ -32,7 +32,7 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "photopipe")
 
 from photopipe.errors import ImageRejected  # noqa: E402
 from photopipe.imaging import Limits, read_original, transform  # noqa: E402
-from photopipe.local import LocalStack  # noqa: E402
+from photopipe_local import LocalStack  # noqa: E402
 
 TERMINAL = {"processed", "rejected", "failed"}
 

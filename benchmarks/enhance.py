@@ -62,8 +62,8 @@ def baseline_torch_eager(model_dir: Path, device: str, iterations: int, size: in
     manifest names a weights file that is present next to it)."""
     import torch
 
-    from photopipe.enhance.arch import GfpganConfig, seeded_model
     from photopipe.enhance.manifest import read_manifest
+    from photopipe_export.arch import GfpganConfig, seeded_model
 
     manifest = read_manifest(model_dir)
     model = seeded_model(GfpganConfig(**manifest.config), 0).to(device)
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = args.model_dir
         export_s = None
         if model_dir is None:
-            from photopipe.enhance.arch import FULL
-            from photopipe.enhance.export import export_gfpgan
+            from photopipe_export.arch import FULL
+            from photopipe_export.export import export_gfpgan
 
             model_dir = Path(tmp)
             started = time.perf_counter()

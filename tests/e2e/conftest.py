@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities import parameters
 from PIL import Image
 
 from photopipe import wiring
-from photopipe.local import LocalStack
+from photopipe_local import LocalStack
 from tests.conftest import ROOT
 
 

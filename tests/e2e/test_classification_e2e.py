@@ -9,7 +9,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 
 from photopipe import wiring
-from photopipe.local import LocalStack
+from photopipe_local import LocalStack
 from tests.conftest import ROOT
 from tests.e2e.conftest import LiveStack, photo_jpeg
 from tests.e2e.test_local_stack import upload, wait_for_state

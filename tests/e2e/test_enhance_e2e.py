@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities import parameters
 from PIL import Image
 
 from photopipe import wiring
-from photopipe.local import LocalStack
+from photopipe_local import LocalStack
 from tests.conftest import ROOT
 from tests.e2e.conftest import LiveStack, photo_jpeg
 from tests.e2e.test_local_stack import upload, wait_for_state
@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from photopipe.enhance.arch import GfpganConfig
-    from photopipe.enhance.export import export_gfpgan
+    from photopipe_export.arch import GfpganConfig
+    from photopipe_export.export import export_gfpgan
 
     out = tmp_path_factory.mktemp("gfpgan-small")
     export_gfpgan(

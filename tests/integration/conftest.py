@@ -18,10 +18,10 @@ from moto import mock_aws
 from PIL import Image
 
 from photopipe import wiring
-from photopipe.local.resources import AwsClients, create_resources
-from photopipe.local.runtime import functions_environment
-from photopipe.local.template import Template
 from photopipe.models import ImageRecord, ImageState, utcnow_iso
+from photopipe_local.resources import AwsClients, create_resources
+from photopipe_local.runtime import functions_environment
+from photopipe_local.template import Template
 from tests.conftest import ROOT, FakeContext, load_event, load_handler
 
 MOTO_SQS_ENDPOINT = "https://sqs.us-east-1.amazonaws.com"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import requests
 
-from photopipe.local.resources import AwsClients, create_resources
-from photopipe.local.runtime import LocalFunction, SqsEventSource
-from photopipe.local.stack import LocalStack
-from photopipe.local.template import SqsEventSpec
+from photopipe_local.resources import AwsClients, create_resources
+from photopipe_local.runtime import LocalFunction, SqsEventSource
+from photopipe_local.stack import LocalStack
+from photopipe_local.template import SqsEventSpec
 
 
 @pytest.fixture(scope="module")

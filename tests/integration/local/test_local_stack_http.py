@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from photopipe.cli import main
-from photopipe.local.stack import LocalStack
+from photopipe_cli.main import main
+from photopipe_local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -225,7 +225,17 @@ def test_local_run_serves_until_sigterm_and_exits_cleanly(
     state_file = template.parent / ".photopipe" / "local-stack.json"
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PHOTOPIPE_"))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "photopipe.cli", "local", "run", "--template", str(template), "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "photopipe_cli.main",
+            "local",
+            "run",
+            "--template",
+            str(template),
+            "--port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -20,8 +20,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from photopipe import cli
-from photopipe.enhance.arch import (
+from photopipe.enhance.manifest import ManifestError, read_manifest, sha256_file
+from photopipe.enhance.session import CPU, CUDA, TENSORRT, FaceRestorer, GfpganSession, choose_providers
+from photopipe_cli import main as cli
+from photopipe_export.arch import (
     FULL,
     REDUCED,
     GFPGANv1Clean,
@@ -30,9 +32,7 @@ from photopipe.enhance.arch import (
     load_model,
     seeded_model,
 )
-from photopipe.enhance.export import FP16_FILE, FP32_FILE, export_gfpgan, load_weights, weight_only_nodes
-from photopipe.enhance.manifest import ManifestError, read_manifest, sha256_file
-from photopipe.enhance.session import CPU, CUDA, TENSORRT, FaceRestorer, GfpganSession, choose_providers
+from photopipe_export.export import FP16_FILE, FP32_FILE, export_gfpgan, load_weights, weight_only_nodes
 
 SEED = 7
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from photopipe.cli import build_parser, main
+from photopipe_cli.main import build_parser, main
 
 
 def test_local_group_has_run_and_invoke() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from photopipe.local.http_adapter import (
+from photopipe_local.http_adapter import (
     HttpApiApp,
     HttpRequest,
     MalformedResponseError,
@@ -20,8 +20,8 @@ from photopipe.local.http_adapter import (
     build_event,
     response_from_result,
 )
-from photopipe.local.runtime import LocalFunction
-from photopipe.local.template import CorsConfig, FunctionSpec, HttpApiSpec
+from photopipe_local.runtime import LocalFunction
+from photopipe_local.template import CorsConfig, FunctionSpec, HttpApiSpec
 
 ROUTES = RouteTable(
     [

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from photopipe.local.resources import generate_secret_value
-from photopipe.local.runtime import (
+from photopipe_local.resources import generate_secret_value
+from photopipe_local.runtime import (
     EnvironmentConflictError,
     FunctionLoadError,
     LambdaContext,
@@ -22,7 +22,7 @@ from photopipe.local.runtime import (
     patched_environ,
     sqs_record,
 )
-from photopipe.local.template import FunctionSpec, GenerateSecretString
+from photopipe_local.template import FunctionSpec, GenerateSecretString
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:work"
 

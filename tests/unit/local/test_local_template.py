@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from photopipe.local.template import (
+from photopipe_local.template import (
     CfnYamlLoader,
     PhysicalRegistry,
     Template,
@@ -375,7 +375,7 @@ def test_real_template_media_bucket_notifies_the_ingest_queue_for_originals(
 def test_real_template_globals_reach_every_function_without_conflicts(
     real: tuple[Template, PhysicalRegistry],
 ) -> None:
-    from photopipe.local.runtime import functions_environment
+    from photopipe_local.runtime import functions_environment
 
     template, physical = real
     functions = template.functions(physical)

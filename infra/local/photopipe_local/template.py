@@ -12,7 +12,7 @@ The template stays the single source of truth: nothing here repeats a name from 
 
 Secrets Manager ARNs and DynamoDB stream ARNs carry a random suffix chosen when the resource is created, so
 resolution happens in two steps: `Template.plan()` names everything and describes the resources to create;
-after `photopipe.local.resources.create_resources` has filled in the real ARNs, `Template.functions()` and
+after `photopipe_local.resources.create_resources` has filled in the real ARNs, `Template.functions()` and
 `Template.http_apis()` resolve what refers to them.
 """
 

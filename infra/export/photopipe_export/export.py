@@ -26,8 +26,8 @@ import numpy as np
 import onnx
 import torch
 
-from photopipe.enhance.arch import FULL, GfpganConfig, extract_state_dict, load_model, seeded_model
 from photopipe.enhance.manifest import Manifest, ModelFile, TensorSpec, sha256_file
+from photopipe_export.arch import FULL, GfpganConfig, extract_state_dict, load_model, seeded_model
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from photopipe.local.http_adapter import HttpApiApp, HttpApiServer, RouteTable
-from photopipe.local.resources import AwsClients, create_resources
-from photopipe.local.runtime import (
+from photopipe_local.http_adapter import HttpApiApp, HttpApiServer, RouteTable
+from photopipe_local.resources import AwsClients, create_resources
+from photopipe_local.runtime import (
     EnvironmentPatch,
     LocalFunction,
     SqsEventSource,
@@ -38,7 +38,7 @@ from photopipe.local.runtime import (
     queue_backlog,
     retry_delay_from_environment,
 )
-from photopipe.local.template import (
+from photopipe_local.template import (
     DEFAULT_STACK_NAME,
     FunctionSpec,
     HttpApiSpec,

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from photopipe.local.resources import LOCAL_ACCESS_KEY
-from photopipe.local.template import FunctionSpec, SqsEventSpec
+from photopipe_local.resources import LOCAL_ACCESS_KEY
+from photopipe_local.template import FunctionSpec, SqsEventSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -128,16 +128,16 @@ def register_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 
 def _local_run(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
-    from photopipe.local.stack import LocalStack, describe, try_it_command
+    from photopipe_local.stack import LocalStack, describe, try_it_command
 
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    from photopipe.local.resources import ResourceCreationError
-    from photopipe.local.runtime import EnvironmentConflictError, FunctionLoadError
-    from photopipe.local.template import TemplateError
+    from photopipe_local.resources import ResourceCreationError
+    from photopipe_local.runtime import EnvironmentConflictError, FunctionLoadError
+    from photopipe_local.template import TemplateError
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -176,7 +176,7 @@ def _read_event(source: str) -> Any:
 
 def _local_invoke(args: argparse.Namespace) -> int:
     configure_logging()
-    from photopipe.local.stack import (
+    from photopipe_local.stack import (
         StackNotRunningError,
         default_state_file,
         invoke_function,
@@ -262,8 +262,8 @@ def _models_export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from photopipe.enhance.arch import FULL, REDUCED
-    from photopipe.enhance.export import export_gfpgan
+    from photopipe_export.arch import FULL, REDUCED
+    from photopipe_export.export import export_gfpgan
 
     if args.weights is None and not (args.random or args.reduced):
         print("error: give --weights GFPGANv1.4.pth (or --random for seeded random weights)", file=sys.stderr)

@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from photopipe.local.template import (
+from photopipe_local.template import (
     BucketSpec,
     GenerateSecretString,
     PhysicalRegistry,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Exports are imported on first use, so `import photopipe.local.template` (or the CLI's other groups) does not
+# Exports are imported on first use, so `import photopipe_local.template` (or the CLI's other groups) does not
 # pay for moto and boto3.
 _EXPORTS = {
     "HttpApiApp": "http_adapter",
@@ -77,14 +77,14 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'photopipe.local' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"photopipe.local.{_EXPORTS[name]}"), name)
+        raise AttributeError(f"module 'photopipe_local' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"photopipe_local.{_EXPORTS[name]}"), name)
 
 
 if TYPE_CHECKING:
-    from photopipe.local.http_adapter import HttpApiApp, HttpApiServer, Route, RouteTable, build_event
-    from photopipe.local.resources import AwsClients, ResourceCreationError, create_resources
-    from photopipe.local.runtime import (
+    from photopipe_local.http_adapter import HttpApiApp, HttpApiServer, Route, RouteTable, build_event
+    from photopipe_local.resources import AwsClients, ResourceCreationError, create_resources
+    from photopipe_local.runtime import (
         EnvironmentConflictError,
         FunctionLoadError,
         LambdaContext,
@@ -92,7 +92,7 @@ if TYPE_CHECKING:
         SqsEventSource,
         local_environment,
     )
-    from photopipe.local.stack import (
+    from photopipe_local.stack import (
         LocalStack,
         MotoServer,
         StackNotRunningError,
@@ -101,7 +101,7 @@ if TYPE_CHECKING:
         invoke_function,
         read_state,
     )
-    from photopipe.local.template import (
+    from photopipe_local.template import (
         FunctionSpec,
         PhysicalRegistry,
         PhysicalResource,

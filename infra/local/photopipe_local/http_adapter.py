@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from photopipe.local.runtime import LocalFunction
-from photopipe.local.template import (
+from photopipe_local.runtime import LocalFunction
+from photopipe_local.template import (
     DEFAULT_ACCOUNT_ID,
     LOCAL_API_ID,
     CorsConfig,
