@@ -86,9 +86,9 @@ def photo_stage_timings(session: GfpganSession) -> dict[str, Any]:
         from skimage import data
 
         from photopipe.enhance.faces import MtcnnDetector
-        from photopipe.enhance.params import EnhanceParams
         from photopipe.enhance.pipeline import enhance
         from photopipe.enhance.upscale import LanczosUpscaler
+        from photopipe.models import EnhanceParams
     except ImportError as e:
         return {"skipped": f"pipeline not available: {e}"}
     buffer = io.BytesIO()

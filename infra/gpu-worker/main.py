@@ -15,10 +15,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from photopipe.adapters.aws import client as aws_client
-from photopipe.enhance.worker import install_signal_handlers
 from photopipe.errors import ConfigurationError
 from photopipe.observability import logger
 from photopipe.settings import WorkerSettings
+from photopipe.usecases.enhance_worker import install_signal_handlers
 from photopipe.wiring import gpu_worker
 
 

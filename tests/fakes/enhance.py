@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps
 
-from photopipe.enhance.params import EnhanceParams
 from photopipe.enhance.pipeline import FaceRestorer
+from photopipe.models import EnhanceParams
 
 FACE = 512
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from photopipe.adapters.job_queue import QueueConsumer
 from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.s3 import MediaStore
+from photopipe.adapters.sqs import Queue
 from photopipe.adapters.workers import WorkersRepository
-from photopipe.enhance.worker import DirectFleetLink, GpuWorker, WorkerConfig
 from photopipe.models import ImageState
+from photopipe.usecases.enhance_worker import DirectFleetLink, GpuWorker, WorkerConfig
 from photopipe.usecases.fleet import Fleet
 from tests.fakes.enhance import FakeEnhancer, InvertingRestorer
 from tests.integration.conftest import ApiClient, Stack, jpeg_bytes
@@ -62,7 +62,7 @@ def make_worker(
     return GpuWorker(
         jobs=JobsRepository(stack.env["JOBS_TABLE"]),
         media=MediaStore(stack.bucket),
-        queue=QueueConsumer(stack.env["GPU_JOBS_QUEUE_URL"]),
+        queue=Queue(stack.env["GPU_JOBS_QUEUE_URL"]),
         restorer=restorer or InvertingRestorer(),
         enhancer=enhancer or FakeEnhancer(),
         config=WorkerConfig(worker_id=worker_id, **settings),

@@ -16,10 +16,8 @@ from PIL import Image
 
 from photopipe import wiring
 from photopipe.adapters.jobs import JobsRepository
-from photopipe.adapters.multipart import MIN_PART_BYTES
-from photopipe.adapters.s3 import MediaStore
-from photopipe.enhance.jobs import Job, JobState
-from photopipe.models import utcnow_iso
+from photopipe.adapters.s3 import MIN_PART_BYTES, MediaStore
+from photopipe.models import Job, JobState, utcnow_iso
 from photopipe.usecases.exports import Exporter
 from tests.conftest import FakeContext, load_event, load_handler
 from tests.fakes.enhance import FakeEnhancer

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from photopipe.adapters.fleet_http import HttpFleetLink
 from photopipe.adapters.workers import RETAIN_S
-from photopipe.enhance.worker import HttpFleetLink
 from tests.conftest import FakeContext, load_event, load_handler
 from tests.integration.conftest import ApiClient, Stack
 from tests.integration.enhance_support import fleet_secret, processed_image, register_user

@@ -17,10 +17,8 @@ import pytest
 from PIL import Image
 
 from photopipe.adapters.jobs import JobsRepository
-from photopipe.enhance.jobs import Job, JobState
-from photopipe.enhance.params import EnhanceParams
-from photopipe.enhance.worker import install_signal_handlers
-from photopipe.models import utcnow_iso
+from photopipe.models import EnhanceParams, Job, JobState, utcnow_iso
+from photopipe.usecases.enhance_worker import install_signal_handlers
 from tests.conftest import EVENTS
 from tests.fakes.enhance import FakeEnhancer, InvertingRestorer
 from tests.integration.conftest import Stack

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
 from PIL import Image
 
-from photopipe.adapters.images import ImagesRepository
-from photopipe.adapters.s3 import MediaStore
-from photopipe.imaging import Limits
-from photopipe.usecases.ingest import Ingestor
+from photopipe import wiring
 from tests.conftest import FakeContext, load_event
 from tests.integration.conftest import Stack, jpeg_bytes
 
@@ -151,40 +149,32 @@ def test_upload_without_a_record_is_ignored_and_kept(stack: Stack, ingest_handle
     assert stack.keys(key.replace("+", " ")) != []
 
 
-def _failing_ingestor(stack: Stack) -> Ingestor:
-    """Ingest whose S3 writes fail as if the network dropped (a transient failure)."""
-    s3 = stack.new_client("s3")
+def _drop_s3_writes() -> Callable[[], None]:
+    """The deployed ingest function's S3 writes fail as if the network dropped (a transient failure);
+    returns the function that mends the network."""
+    s3 = wiring.ingestor().media.client
 
     def drop(**_: Any) -> None:
         raise EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
 
     s3.meta.events.register("before-call.s3.PutObject", drop)
-    return Ingestor(
-        images=ImagesRepository(stack.images_table),
-        media=MediaStore(stack.bucket, client=s3),
-        limits=Limits(),
-        max_receive_count=3,
-        idempotency_table=stack.idempotency_table,
-        classify_queue_url=stack.classify_queue_url,
-    )
+    return lambda: s3.meta.events.unregister("before-call.s3.PutObject", drop)
 
 
-def test_transient_failure_is_retried_then_marks_the_image_failed_on_the_last_attempt(stack: Stack) -> None:
+def test_transient_failure_is_retried_then_marks_the_image_failed_on_the_last_attempt(
+    stack: Stack, ingest_handler: Any
+) -> None:
     event, image_id = _prepare(stack, jpeg_bytes((400, 300)))
     message_id = event["Records"][0]["messageId"]
-    ingestor = _failing_ingestor(stack)
+    _drop_s3_writes()
 
     # first delivery: reported as failed, so SQS retries it; the image is not given up on
-    assert ingestor.handle_batch(event, FakeContext()) == {
-        "batchItemFailures": [{"itemIdentifier": message_id}]
-    }
+    assert ingest_handler(event, FakeContext()) == {"batchItemFailures": [{"itemIdentifier": message_id}]}
     assert stack.image(image_id)["state"] == "processing"
 
     # last delivery (ApproximateReceiveCount == maxReceiveCount): fails again, goes to the DLQ, image says so
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
-    assert ingestor.handle_batch(event, FakeContext()) == {
-        "batchItemFailures": [{"itemIdentifier": message_id}]
-    }
+    assert ingest_handler(event, FakeContext()) == {"batchItemFailures": [{"itemIdentifier": message_id}]}
     record = stack.image(image_id)
     assert record["state"] == "failed"
     assert record["reason"] == "processing_failed"
@@ -195,9 +185,11 @@ def test_transient_failure_is_retried_then_marks_the_image_failed_on_the_last_at
 def test_a_redrive_after_failure_processes_the_image(stack: Stack, ingest_handler: Any) -> None:
     event, image_id = _prepare(stack, jpeg_bytes((400, 300)))
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
-    assert _failing_ingestor(stack).handle_batch(event, FakeContext())["batchItemFailures"]
+    mend = _drop_s3_writes()
+    assert ingest_handler(event, FakeContext())["batchItemFailures"]
     assert stack.image(image_id)["state"] == "failed"
     # the message comes back from the DLQ (redrive) and S3 works again
+    mend()
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "1"
     assert ingest_handler(event, FakeContext()) == {"batchItemFailures": []}
     assert stack.image(image_id)["state"] == "processed"

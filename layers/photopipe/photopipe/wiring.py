@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
 from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
-from photopipe.adapters.multipart import ObjectProbe
-from photopipe.adapters.queue import WorkQueue
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.secrets import get_secret
+from photopipe.adapters.sqs import Queue
 from photopipe.adapters.stats import StatsRepository
 from photopipe.adapters.users import UsersRepository
 from photopipe.adapters.workers import WorkersRepository
@@ -43,7 +44,7 @@ from photopipe.usecases.enhance_jobs import EnhanceJobs
 from photopipe.usecases.exports import Exporter
 from photopipe.usecases.fleet import Fleet
 from photopipe.usecases.gallery import Gallery
-from photopipe.usecases.ingest import Ingestor
+from photopipe.usecases.ingest import Ingestor, idempotency_config
 from photopipe.usecases.insights import Insights
 from photopipe.usecases.uploads import Uploads
 
@@ -114,9 +115,8 @@ class ApiServices:
             images=self.images,
             jobs=JobsRepository(self.settings.jobs_table),
             media=self.media,
-            gpu_queue=WorkQueue(self.settings.gpu_jobs_queue_url),
-            exports_queue=WorkQueue(self.settings.exports_queue_url),
-            probe=ObjectProbe(self.settings.media_bucket),
+            gpu_queue=Queue(self.settings.gpu_jobs_queue_url),
+            exports_queue=Queue(self.settings.exports_queue_url),
             fleet=self.fleet,
             queue_when_no_workers=self.settings.enhance_queue_when_no_workers,
             url_ttl_seconds=self.settings.download_url_ttl_seconds,
@@ -141,10 +141,11 @@ def ingestor() -> Ingestor:
     return Ingestor(
         images=ImagesRepository(settings.images_table),
         media=MediaStore(settings.media_bucket),
+        classify_queue=Queue(settings.classify_queue_url),
         limits=Limits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels),
         max_receive_count=settings.max_receive_count,
-        idempotency_table=settings.idempotency_table,
-        classify_queue_url=settings.classify_queue_url,
+        persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+        idempotency=idempotency_config(),
     )
 
 
@@ -216,7 +217,8 @@ def worker_fleet_link(
 ) -> Any:
     """How a GPU worker registers: directly in the workers table (default) or through the API's webhook."""
     from photopipe import __version__
-    from photopipe.enhance.worker import DirectFleetLink, HttpFleetLink
+    from photopipe.adapters.fleet_http import HttpFleetLink
+    from photopipe.usecases.enhance_worker import DirectFleetLink
 
     if settings.fleet_mode == "http":
         if not settings.api_url:
@@ -248,8 +250,8 @@ def worker_fleet_link(
 
 def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhancer: Any | None = None) -> Any:
     """A GPU worker with its one face-restorer session (created and warmed up here, at start)."""
-    from photopipe.adapters.job_queue import QueueConsumer
-    from photopipe.enhance.worker import GpuWorker, PipelineEnhancer, WorkerConfig, default_worker_id
+    from photopipe.enhance.pipeline import PipelineEnhancer
+    from photopipe.usecases.enhance_worker import GpuWorker, WorkerConfig, default_worker_id
 
     if restorer is None:
         from pathlib import Path
@@ -275,7 +277,7 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
     return GpuWorker(
         jobs=JobsRepository(settings.jobs_table),
         media=MediaStore(settings.media_bucket),
-        queue=QueueConsumer(settings.gpu_jobs_queue_url),
+        queue=Queue(settings.gpu_jobs_queue_url),
         restorer=restorer,
         enhancer=enhancer if enhancer is not None else PipelineEnhancer(),
         config=config,

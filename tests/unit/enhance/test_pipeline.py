@@ -29,7 +29,6 @@ from photopipe.enhance.faces import (
     inverse_affine,
     paste_face,
 )
-from photopipe.enhance.params import EnhanceParams
 from photopipe.enhance.pipeline import (
     NO_FACE_NOTE,
     PreparedPhoto,
@@ -39,6 +38,7 @@ from photopipe.enhance.pipeline import (
 )
 from photopipe.enhance.upscale import LanczosUpscaler, TiledOnnxUpscaler
 from photopipe.errors import ImageRejected
+from photopipe.models import EnhanceParams
 
 # --- fixtures and stand-ins -----------------------------------------------------------------------
 

@@ -12,17 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photopipe.adapters.job_queue import QueueConsumer, ReceivedMessage
 from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.s3 import MediaStore, StoredObject
-from photopipe.enhance.jobs import Job, JobState
-from photopipe.enhance.worker import GpuWorker, WorkerConfig
+from photopipe.adapters.sqs import Queue, ReceivedMessage
 from photopipe.errors import NotFoundError
-from photopipe.models import utcnow_iso
+from photopipe.models import Job, JobState, utcnow_iso
+from photopipe.usecases.enhance_worker import GpuWorker, WorkerConfig
 from tests.fakes.enhance import FakeEnhancer, InvertingRestorer
 
 
-class MemoryQueue(QueueConsumer):
+class MemoryQueue(Queue):
     def __init__(self) -> None:
         self.url = "memory://gpu-jobs"
         self.waiting: list[ReceivedMessage] = []

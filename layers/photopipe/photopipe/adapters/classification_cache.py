@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -21,25 +20,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe.adapters.aws import error_code, translate
 from photopipe.adapters.dynamo import plain, table, to_item
-from photopipe.classification.neardup import bands, best_match
-from photopipe.models import utcnow_iso
+from photopipe.models import CachedResult, utcnow_iso
 
 RESULT = "RESULT"
 _OK = "ok"
 _PENDING = "pending"
-
-
-@dataclass(frozen=True)
-class CachedResult:
-    sha256: str
-    phash: str | None
-    category: str
-    confidence: float
-    reason: str
-    model: str
-    prompt_version: str
-    cost: float
-    created_at: str
 
 
 class Lock(StrEnum):
@@ -62,22 +47,18 @@ class ClassificationCache:
         item = self._get(self._exact_pk(sha256))
         return self._result(item) if item and item.get("status") == _OK else None
 
-    def find_near(self, phash: str, max_distance: int) -> tuple[CachedResult, int] | None:
-        """The closest cached photo whose hash shares a band with `phash` and lies within `max_distance`."""
+    def near_candidates(self, band_keys: list[str]) -> dict[str, str]:
+        """Cached photos sharing at least one perceptual-hash band with a photo: {sha256: phash}.
+        (The caller computes the bands and picks the closest candidate: `photopipe.classification.neardup`.)"""
         candidates: dict[str, str] = {}
-        for band in bands(phash):
+        for band in band_keys:
             try:
                 resp = self._table.query(KeyConditionExpression=Key("pk").eq(self._band_pk(band)))
             except (ClientError, BotoCoreError) as e:
                 raise translate(e, "looking up near duplicates") from e
             for item in resp.get("Items", []):
                 candidates[str(item["sk"])] = str(item["phash"])
-        match = best_match(phash, candidates.items(), max_distance)
-        if match is None:
-            return None
-        sha256, distance = match
-        result = self.get_exact(sha256)
-        return (result, distance) if result else None
+        return candidates
 
     # ------------------------------------------------------------------ single flight
     def try_lock(self, sha256: str, *, owner: str, lease_seconds: float) -> Lock:
@@ -136,6 +117,7 @@ class ClassificationCache:
         *,
         sha256: str,
         phash: str | None,
+        band_keys: list[str],
         category: str,
         confidence: float,
         reason: str,
@@ -156,7 +138,7 @@ class ClassificationCache:
         try:
             with self._table.batch_writer() as batch:
                 batch.put_item(Item=to_item({k: v for k, v in item.items() if v is not None}))
-                for band in bands(phash) if phash else []:
+                for band in band_keys if phash else []:
                     batch.put_item(Item={"pk": self._band_pk(band), "sk": sha256, "phash": phash})
         except (ClientError, BotoCoreError) as e:
             raise translate(e, "storing the classification") from e

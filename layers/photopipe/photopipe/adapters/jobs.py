@@ -14,8 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe.adapters.aws import error_code, translate
 from photopipe.adapters.dynamo import conditional_update, plain, table, to_item, transition
-from photopipe.enhance.jobs import Job, JobState
-from photopipe.models import utcnow_iso
+from photopipe.models import Job, JobState, utcnow_iso
 
 OWNER_INDEX = "by-owner"
 BATCH_INDEX = "by-batch"

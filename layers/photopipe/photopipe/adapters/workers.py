@@ -1,7 +1,6 @@
-"""Workers table: the GPU fleet, one item per worker, kept fresh by heartbeats.
+"""Workers table: the GPU fleet, one item per worker, kept fresh by heartbeats (`photopipe.models.fleet`).
 
-A worker is healthy while its last heartbeat is at most `HEALTHY_WITHIN_S` old (three missed 30 s
-heartbeats, the old gateway's "3 failed checks"). `expires_at` is the table's TTL attribute: DynamoDB
+`expires_at` is the table's TTL attribute: DynamoDB
 deletes a silent worker's item some time after it (not promptly, and moto never does), so reads drop
 expired items themselves. The fleet is a handful of items: listing it is a scan of a tiny table."""
 
@@ -12,29 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
 
 from photopipe.adapters.aws import error_code, translate
 from photopipe.adapters.dynamo import plain, table, to_item
+from photopipe.models.fleet import HEALTHY_WITHIN_S, WorkerRecord
 
-HEARTBEAT_INTERVAL_S = 30
-HEALTHY_WITHIN_S = 3 * HEARTBEAT_INTERVAL_S
 # How long a silent worker stays listed (as unhealthy) before its item expires.
 RETAIN_S = 3600
-
-
-class WorkerRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    worker_id: str
-    url: str | None = None
-    provider: str | None = None
-    max_batch: int | None = None
-    version: str | None = None
-    registered_at: float
-    heartbeat_at: float
-    expires_at: int
-    healthy: bool = Field(False, description="Computed on read: heartbeat within the last 90 s")
 
 
 class WorkersRepository:

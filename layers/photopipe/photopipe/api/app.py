@@ -52,9 +52,8 @@ from photopipe.api.schemas import (
     WorkerOut,
 )
 from photopipe.auth.tokens import Claims
-from photopipe.classification import CATEGORY_LABELS, Category
 from photopipe.errors import BadRequestError, PhotopipeError
-from photopipe.models import ImageState
+from photopipe.models import CATEGORY_LABELS, Category, ImageState
 from photopipe.observability import logger
 from photopipe.usecases.enhance_jobs import ExportReady
 from photopipe.usecases.uploads import ACCEPTED_CONTENT_TYPES

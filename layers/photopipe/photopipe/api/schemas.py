@@ -6,10 +6,19 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from photopipe.adapters.workers import WorkerRecord
-from photopipe.enhance.jobs import MAX_BATCH_IMAGES, Job, JobError, JobState
-from photopipe.enhance.params import EnhanceParams
-from photopipe.models import ClassificationSource, ImageClassification, ImageRecord, ImageState, User
+from photopipe.models import (
+    MAX_BATCH_IMAGES,
+    ClassificationSource,
+    EnhanceParams,
+    ImageClassification,
+    ImageRecord,
+    ImageState,
+    Job,
+    JobError,
+    JobState,
+    User,
+    WorkerRecord,
+)
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
 Email = Annotated[

@@ -5,7 +5,6 @@ Importing this package does not import the DashScope SDK (about a second): `Dash
 it on its first call."""
 
 from photopipe.classification.answer import Answer, InvalidAnswer, parse_answer
-from photopipe.classification.categories import CATEGORY_LABELS, Category
 from photopipe.classification.classifier import Classification, ClassificationFailed, VisionClassifier
 from photopipe.classification.prompt import PROMPT_VERSION, build_prompt
 from photopipe.classification.providers import (
@@ -17,6 +16,7 @@ from photopipe.classification.providers import (
     Usage,
     VisionProvider,
 )
+from photopipe.models.classification import CATEGORY_LABELS, Category
 
 __all__ = [
     "CATEGORY_LABELS",

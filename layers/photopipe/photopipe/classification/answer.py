@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from photopipe.classification.categories import Category
 from photopipe.errors import PhotopipeError
+from photopipe.models.classification import Category
 
 MAX_REASON_CHARS = 300
 # How many `{` positions `parse_answer` tries before giving up (replies are a few hundred characters).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from photopipe.classification.categories import Category
+from photopipe.models.classification import Category
 
 PROMPT_VERSION = "2026-11-23.1"
 

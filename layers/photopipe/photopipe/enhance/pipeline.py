@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,18 +28,19 @@ from photopipe.enhance.faces import (
     output_to_faces,
     paste_face,
 )
-from photopipe.enhance.params import EnhanceParams
 from photopipe.enhance.session import FaceRestorer
 from photopipe.enhance.upscale import LanczosUpscaler, TiledOnnxUpscaler, Upscaler
 from photopipe.errors import ImageRejected
 from photopipe.imaging import Limits, identify
 from photopipe.imaging.decode import decode, fit
 from photopipe.imaging.spool import too_large_message
+from photopipe.models import EnhanceParams
 
 __all__ = [
     "NO_FACE_NOTE",
     "EnhancedPhoto",
     "FaceRestorer",
+    "PipelineEnhancer",
     "PreparedPhoto",
     "decode_upright",
     "detect_faces",
@@ -265,3 +267,19 @@ def enhance(
     result = finish(prepared, restored, upscaler)
     result.timings["restore"] = ms
     return result
+
+
+class PipelineEnhancer:
+    """`photopipe.enhance.pipeline.prepare/finish` with one detector and one upscaler, created once."""
+
+    def __init__(self, detector: Any | None = None, upscaler: Any | None = None) -> None:
+        from photopipe.enhance.faces import MtcnnDetector
+
+        self._detector = detector if detector is not None else MtcnnDetector()
+        self._upscaler = upscaler if upscaler is not None else LanczosUpscaler()
+
+    def prepare(self, data: bytes, params: EnhanceParams) -> PreparedPhoto:
+        return prepare(data, params, self._detector)
+
+    def finish(self, prepared: PreparedPhoto, restored: np.ndarray) -> EnhancedPhoto:
+        return finish(prepared, restored, self._upscaler)

@@ -2,11 +2,11 @@
 (same picture re-encoded or resized) or, on a miss, one vision-LLM call on the 1440 px preview.
 
 At-least-once delivery is expected: a classified image is never classified again, two concurrent misses
-on one photo make one LLM call (a lock item in the cache table), and a failure is never cached."""
+on one photo make one LLM call (a lock item in the cache table), and a failure is never cached. The SQS
+edge is the handler's: this receives an image id, the time left and how often it was delivered."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,26 +14,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ValidationError
 
-from photopipe.adapters.classification_cache import CachedResult, ClassificationCache, Lock
+from photopipe.adapters.classification_cache import ClassificationCache, Lock
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.stats import StatsRepository
-from photopipe.classification import (
-    CATEGORY_LABELS,
-    Category,
-    ClassificationFailed,
-    ProviderError,
-    Usage,
-    VisionClassifier,
-)
+from photopipe.classification import ClassificationFailed, ProviderError, Usage, VisionClassifier
+from photopipe.classification.neardup import bands, best_match
 from photopipe.errors import BadRequestError, TransientError
 from photopipe.models import (
+    CATEGORY_LABELS,
     CLASSIFIABLE_STATES,
+    CachedResult,
+    Category,
     ClassificationSource,
     ImageClassification,
     ImageRecord,
@@ -46,13 +39,6 @@ from photopipe.observability import logger, metrics, tracer
 _SAFETY_MARGIN_S = 10.0
 # How long a duplicate delivery waits for the delivery that holds the lock before retrying later.
 _MAX_WAIT_FOR_OTHER_S = 20.0
-
-
-class ClassifyMessage(BaseModel):
-    """What ingest sends to the classify queue for each processed photo."""
-
-    image_id: str
-    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +62,19 @@ def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
+def near_duplicate(
+    cache: ClassificationCache, phash: str, max_distance: int
+) -> tuple[CachedResult, int] | None:
+    """The closest cached photo whose perceptual hash shares a band with `phash` and lies within
+    `max_distance` bits, with that distance (a few key lookups, never a scan)."""
+    match = best_match(phash, cache.near_candidates(bands(phash)).items(), max_distance)
+    if match is None:
+        return None
+    sha256, distance = match
+    result = cache.get_exact(sha256)
+    return (result, distance) if result else None
+
+
 @dataclass
 class ImageClassifier:
     images: ImagesRepository
@@ -88,30 +87,13 @@ class ImageClassifier:
     max_receive_count: int
     skipped_reason: str = "no vision model is configured"
 
-    def handle_batch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        def record_handler(record: SQSRecord) -> dict[str, Any]:
-            return self.handle_record(record, context.get_remaining_time_in_millis)
-
-        processor = BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
-        response = process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-        return dict(response)
-
-    def handle_record(self, record: SQSRecord, remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        try:
-            message = ClassifyMessage.model_validate(json.loads(record.body))
-        except (json.JSONDecodeError, ValidationError) as e:
-            raise BadRequestError(f"not a classify message: {e}", code="bad_event") from e
-        last_attempt = int(record.attributes.approximate_receive_count or 1) >= self.max_receive_count
-        return self.classify(
-            message.image_id, time_left=lambda: remaining_ms() / 1000, last_attempt=last_attempt
-        )
-
     @tracer.capture_method
     def classify(
-        self, image_id: str, *, time_left: Callable[[], float], last_attempt: bool = False
+        self, image_id: str, *, time_left: Callable[[], float], receive_count: int = 1
     ) -> dict[str, Any]:
+        """Classify one photo within `time_left()` seconds. `receive_count`: how often this request was
+        delivered (on the queue's last receive a failure is recorded as final)."""
+        last_attempt = receive_count >= self.max_receive_count
         image = self.images.get(image_id)
         if image is None:
             logger.info("image deleted before classification", extra={"image_id": image_id})
@@ -128,7 +110,7 @@ class ImageClassifier:
         if exact is not None:
             return self._from_cache(image, exact, ClassificationSource.EXACT_CACHE, None)
         if image.phash:
-            near = self.cache.find_near(image.phash, self.max_distance)
+            near = near_duplicate(self.cache, image.phash, self.max_distance)
             if near is not None:
                 return self._from_cache(image, near[0], ClassificationSource.NEAR_DUPLICATE, near[1])
         if self.vision is None:
@@ -208,6 +190,7 @@ class ImageClassifier:
         self.cache.store(
             sha256=image.sha256,
             phash=image.phash,
+            band_keys=bands(image.phash) if image.phash else [],
             category=answer.category.value,
             confidence=answer.confidence,
             reason=answer.reason,

@@ -11,35 +11,27 @@ from dataclasses import dataclass, field
 
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
-from photopipe.adapters.multipart import ObjectProbe
-from photopipe.adapters.queue import WorkQueue
 from photopipe.adapters.s3 import MediaStore
-from photopipe.enhance.jobs import (
+from photopipe.adapters.sqs import Queue
+from photopipe.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
+from photopipe.models import (
     ACTIVE_JOB_STATES,
+    ENHANCEABLE_STATES,
     MAX_BATCH_IMAGES,
     TERMINAL_JOB_STATES,
+    EnhanceParams,
     ExportMessage,
+    ImageRecord,
     Job,
     JobError,
     JobMessage,
     JobState,
     export_key,
+    utcnow_iso,
 )
-from photopipe.enhance.params import EnhanceParams
-from photopipe.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
-from photopipe.models import ImageRecord, ImageState, utcnow_iso
 from photopipe.observability import logger
 from photopipe.usecases.fleet import Fleet
 
-# Images whose original passed ingest (classification, done or not, does not matter).
-ENHANCEABLE_STATES = frozenset(
-    {
-        ImageState.PROCESSED,
-        ImageState.CLASSIFIED,
-        ImageState.CLASSIFICATION_FAILED,
-        ImageState.CLASSIFICATION_SKIPPED,
-    }
-)
 EXPORT_RETRY_AFTER_S = 5
 
 
@@ -76,9 +68,8 @@ class EnhanceJobs:
     images: ImagesRepository
     jobs: JobsRepository
     media: MediaStore
-    gpu_queue: WorkQueue
-    exports_queue: WorkQueue
-    probe: ObjectProbe
+    gpu_queue: Queue
+    exports_queue: Queue
     fleet: Fleet
     queue_when_no_workers: bool
     url_ttl_seconds: int
@@ -232,7 +223,7 @@ class EnhanceJobs:
                 f"no job of batch {batch_id!r} completed; nothing to download", code="empty_batch"
             )
         key = export_key(user_id, batch_id)
-        if self.probe.exists(key):
+        if self.media.exists(key):
             return ExportReady(
                 url=self.media.presigned_get(
                     key, expires_in=self.url_ttl_seconds, download_name=f"enhanced-{batch_id}.zip"

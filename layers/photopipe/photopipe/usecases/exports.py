@@ -13,16 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from photopipe.adapters.jobs import JobsRepository
-from photopipe.adapters.multipart import MIN_PART_BYTES, MultipartWriter, ObjectProbe
-from photopipe.adapters.s3 import MediaStore
-from photopipe.enhance.jobs import ExportMessage, JobState, export_key
-from photopipe.errors import BadRequestError
+from photopipe.adapters.s3 import MIN_PART_BYTES, MediaStore
+from photopipe.models import JobState, export_key
 from photopipe.observability import logger, metrics, tracer
 
 COPY_CHUNK = 1024 * 1024
@@ -34,27 +28,10 @@ class Exporter:
     media: MediaStore
     part_size: int = 8 * MIN_PART_BYTES // 5
 
-    def __post_init__(self) -> None:
-        self._probe = ObjectProbe(self.media.bucket)
-
-    def handle_batch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        processor = BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
-        response = process_partial_response(
-            event=event, record_handler=self.handle_record, processor=processor, context=context
-        )
-        return dict(response)
-
-    def handle_record(self, record: SQSRecord) -> dict[str, Any]:
-        try:
-            message = ExportMessage.model_validate(json.loads(record.body))
-        except (json.JSONDecodeError, ValidationError) as e:
-            raise BadRequestError(f"not an export message: {e}", code="bad_event") from e
-        return self.export(message.user_id, message.batch_id)
-
     @tracer.capture_method
     def export(self, user_id: str, batch_id: str) -> dict[str, Any]:
         key = export_key(user_id, batch_id)
-        if self._probe.exists(key):
+        if self.media.exists(key):
             return {"outcome": "exists", "key": key}
         jobs = [j for j in self.jobs.list_by_batch(batch_id) if j.user_id == user_id]
         jobs.sort(key=lambda j: (j.created_at, j.job_id))
@@ -64,13 +41,7 @@ class Exporter:
             return {"outcome": "empty", "key": key}
         manifest: list[dict[str, Any]] = []
         with (
-            MultipartWriter(
-                self.media.bucket,
-                key,
-                content_type="application/zip",
-                part_size=self.part_size,
-                client=self._probe.client,
-            ) as out,
+            self.media.writer(key, content_type="application/zip", part_size=self.part_size) as out,
             zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
         ):
             for n, job in enumerate(jobs, start=1):

@@ -11,8 +11,9 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from photopipe.adapters.workers import HEALTHY_WITHIN_S, WorkerRecord, WorkersRepository
+from photopipe.adapters.workers import WorkersRepository
 from photopipe.errors import BadRequestError, UnauthorizedError
+from photopipe.models import HEALTHY_WITHIN_S, WorkerRecord
 from photopipe.observability import logger
 
 EXPORT_COMMAND = "photopipe models export --weights GFPGANv1.4.pth --out models/gfpgan"

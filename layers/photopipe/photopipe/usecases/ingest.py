@@ -2,121 +2,69 @@
 thumbnail, preview and hashes recorded - or a `rejected` record with a reason, the original kept.
 
 At-least-once delivery is expected: the work for one object version (bucket, key, etag) runs once
-through Powertools idempotency, and every record change is a conditional state transition."""
+through Powertools idempotency, and every record change is a conditional state transition. The SQS edge
+(batch, partial failures, parsing the notification) is the handler's: this receives `ObjectRef`s."""
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes import S3Event
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
+    BasePersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from photopipe.adapters.images import ImagesRepository
-from photopipe.adapters.queue import WorkQueue
 from photopipe.adapters.s3 import MediaStore
-from photopipe.errors import BadRequestError, ImageRejected, NotFoundError
+from photopipe.adapters.sqs import Queue
+from photopipe.errors import ImageRejected, NotFoundError
 from photopipe.imaging import Limits, read_original, transform
-from photopipe.models import TERMINAL_INGEST_STATES, ImageRecord, ImageState
+from photopipe.models import TERMINAL_INGEST_STATES, ImageRecord, ImageState, ObjectRef
 from photopipe.observability import logger, metrics, tracer
 
 _ORIGINAL_KEY = re.compile(r"^originals/(?P<user_id>[^/]+)/(?P<image_id>[^/]+)/(?P<name>[^/]+)$")
 _CLAIMABLE = tuple(ImageState)  # any state; terminal ones only for a new version of the object (etag)
 
 
-@dataclass(frozen=True)
-class ObjectRef:
-    bucket: str
-    key: str
-    etag: str
-    size: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "key": self.key, "etag": self.etag, "size": self.size}
-
-
-def parse_notification(body: str) -> list[ObjectRef]:
-    """The S3 event in one SQS message body. S3's `s3:TestEvent` gives no objects; keys are URL-encoded."""
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as e:
-        raise BadRequestError("the message body is not JSON (expected an S3 event)", code="bad_event") from e
-    if not isinstance(data, dict):
-        raise BadRequestError("the message body is not an S3 event", code="bad_event")
-    if data.get("Event") == "s3:TestEvent":
-        return []
-    if "Records" not in data:
-        raise BadRequestError("the message body has no Records (expected an S3 event)", code="bad_event")
-    refs = []
-    for record in S3Event(data).records:
-        if not record.event_name.startswith("ObjectCreated"):
-            continue
-        obj = record.s3.get_object
-        refs.append(
-            ObjectRef(
-                bucket=record.s3.bucket.name,
-                key=unquote_plus(obj.key),
-                etag=(obj.get("eTag") or "").strip('"'),
-                size=int(obj.get("size") or 0),
-            )
-        )
-    return refs
+def idempotency_config() -> IdempotencyConfig:
+    """One ingest per object version: (bucket, key, etag)."""
+    return IdempotencyConfig(
+        event_key_jmespath="[bucket, key, etag]", raise_on_no_idempotency_key=True, expires_after_seconds=3600
+    )
 
 
 @dataclass
 class Ingestor:
     images: ImagesRepository
     media: MediaStore
+    classify_queue: Queue
     limits: Limits
     max_receive_count: int
-    idempotency_table: str
-    classify_queue_url: str
-    classify_queue: WorkQueue | None = None
-    idempotency_config: IdempotencyConfig = field(
-        default_factory=lambda: IdempotencyConfig(
-            event_key_jmespath="[bucket, key, etag]",
-            raise_on_no_idempotency_key=True,
-            expires_after_seconds=3600,
-        )
-    )
+    persistence: BasePersistenceLayer
+    idempotency: IdempotencyConfig
 
     def __post_init__(self) -> None:
-        if self.classify_queue is None:
-            self.classify_queue = WorkQueue(self.classify_queue_url)
-        persistence = DynamoDBPersistenceLayer(table_name=self.idempotency_table)
         self._ingest_once = idempotent_function(
-            data_keyword_argument="ref", config=self.idempotency_config, persistence_store=persistence
+            data_keyword_argument="ref", config=self.idempotency, persistence_store=self.persistence
         )(self._ingest)
 
-    def handle_batch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        self.idempotency_config.register_lambda_context(context)
-        # A batch where every record failed is still reported item by item (not raised), so the retry and
-        # DLQ accounting is the same whatever the batch's mix.
-        processor = BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
-        response = process_partial_response(
-            event=event, record_handler=self.handle_record, processor=processor, context=context
-        )
-        return dict(response)
+    def bind(self, context: LambdaContext) -> None:
+        """Tell idempotency the invocation's deadline (an in-progress record expires with it)."""
+        self.idempotency.register_lambda_context(context)
 
-    def handle_record(self, record: SQSRecord) -> None:
-        """One SQS message. An exception fails only this message: SQS retries it, then the DLQ keeps it."""
-        refs = parse_notification(record.body)
+    def ingest(self, refs: list[ObjectRef], *, receive_count: int = 1) -> None:
+        """The objects of one notification. An exception fails the whole message: SQS retries it, then
+        the DLQ keeps it; on the queue's last receive the image is marked `failed` first."""
         for ref in refs:
             try:
-                self._ingest_once(ref=ref.as_dict())
+                self._ingest_once(ref=ref.model_dump())
             except Exception as e:
-                if int(record.attributes.approximate_receive_count or 1) >= self.max_receive_count:
+                if receive_count >= self.max_receive_count:
                     self._mark_failed(ref, e)
                 raise
 
@@ -212,7 +160,6 @@ class Ingestor:
 
     def _request_classification(self, record: ImageRecord) -> None:
         """Hand the photo to the classify queue (its consumer is idempotent, so a repeat is harmless)."""
-        assert self.classify_queue is not None
         self.classify_queue.send({"image_id": record.image_id, "user_id": record.user_id})
 
     def _reject(self, record: ImageRecord, e: ImageRejected) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from photopipe.adapters.classification_cache import CachedResult, ClassificationCache
+from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.stats import StatsRepository
-from photopipe.classification import CATEGORY_LABELS, Category
-from photopipe.models import ClassificationSource
+from photopipe.models import CATEGORY_LABELS, CachedResult, Category, ClassificationSource
+from photopipe.usecases.classify import near_duplicate
 
 _COUNTERS = (
     "requests",
@@ -65,7 +65,7 @@ class Insights:
         if exact is not None:
             return CacheCheck(hit=True, source=ClassificationSource.EXACT_CACHE, result=exact)
         if phash:
-            near = self.cache.find_near(phash, self.max_distance)
+            near = near_duplicate(self.cache, phash, self.max_distance)
             if near is not None:
                 return CacheCheck(
                     hit=True, source=ClassificationSource.NEAR_DUPLICATE, distance=near[1], result=near[0]

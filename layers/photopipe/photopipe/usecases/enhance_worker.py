@@ -1,4 +1,4 @@
-"""The GPU worker: long-polls the gpu-jobs queue and runs enhancement jobs, batching faces across jobs.
+"""The GPU worker (a use case: composed in `photopipe.wiring.gpu_worker`): long-polls the gpu-jobs queue and runs enhancement jobs, batching faces across jobs.
 
 One process holds one face restorer (its ONNX session created and warmed up at start) and loops:
 
@@ -39,16 +39,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from photopipe.adapters.job_queue import QueueConsumer, ReceivedMessage
 from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.s3 import MediaStore
-from photopipe.enhance.jobs import Job, JobError, JobMessage, JobState, result_key
-from photopipe.enhance.params import EnhanceParams
+from photopipe.adapters.sqs import Queue, ReceivedMessage
 from photopipe.errors import PhotopipeError
+from photopipe.models import EnhanceParams, Job, JobError, JobMessage, JobState, result_key
 from photopipe.observability import logger
 
 if TYPE_CHECKING:
-    from photopipe.enhance.pipeline import FaceRestorer
+    from photopipe.enhance.session import FaceRestorer
     from photopipe.usecases.fleet import Fleet
 
 
@@ -93,27 +92,6 @@ class PhotoEnhancer(Protocol):
     def finish(self, prepared: Any, restored: np.ndarray) -> Enhanced: ...
 
 
-class PipelineEnhancer:
-    """`photopipe.enhance.pipeline.prepare/finish` with one detector and one upscaler, created once."""
-
-    def __init__(self, detector: Any | None = None, upscaler: Any | None = None) -> None:
-        from photopipe.enhance import pipeline
-        from photopipe.enhance.faces import MtcnnDetector
-        from photopipe.enhance.upscale import LanczosUpscaler
-
-        self._pipeline = pipeline
-        self._detector = detector if detector is not None else MtcnnDetector()
-        self._upscaler = upscaler if upscaler is not None else LanczosUpscaler()
-
-    def prepare(self, data: bytes, params: EnhanceParams) -> Prepared:
-        prepared: Prepared = self._pipeline.prepare(data, params, self._detector)
-        return prepared
-
-    def finish(self, prepared: Any, restored: np.ndarray) -> Enhanced:
-        enhanced: Enhanced = self._pipeline.finish(prepared, restored, self._upscaler)
-        return enhanced
-
-
 class FleetLink(Protocol):
     """How a worker tells the fleet it is alive."""
 
@@ -146,44 +124,6 @@ class DirectFleetLink:
 
     def unregister(self) -> None:
         self.fleet.unregister(self.worker_id)
-
-
-@dataclass
-class HttpFleetLink:
-    """Registers through the API's `/webhook/*` routes with the shared secret (for a worker outside the
-    AWS account, as the old GPU servers were). Registering again is the heartbeat."""
-
-    api_url: str
-    secret: str = field(repr=False)
-    worker_id: str
-    provider: str | None = None
-    max_batch: int | None = None
-    version: str | None = None
-    timeout_s: float = 10.0
-
-    def _post(self, path: str, body: dict[str, Any]) -> None:
-        import urllib.request
-
-        request = urllib.request.Request(  # noqa: S310 - an https/http URL from the worker's settings
-            self.api_url.rstrip("/") + path,
-            data=json.dumps(body).encode(),
-            headers={"content-type": "application/json", "x-fleet-secret": self.secret},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310
-            resp.read()
-
-    def register(self) -> None:
-        body = {"worker_id": self.worker_id, "provider": self.provider, "max_batch": self.max_batch}
-        if self.version:
-            body["version"] = self.version
-        self._post("/webhook/register", {k: v for k, v in body.items() if v is not None})
-
-    def heartbeat(self) -> None:
-        self.register()
-
-    def unregister(self) -> None:
-        self._post("/webhook/unregister", {"worker_id": self.worker_id})
 
 
 def default_worker_id() -> str:
@@ -223,7 +163,7 @@ class GpuWorker:
         *,
         jobs: JobsRepository,
         media: MediaStore,
-        queue: QueueConsumer,
+        queue: Queue,
         restorer: FaceRestorer,
         enhancer: PhotoEnhancer,
         config: WorkerConfig,

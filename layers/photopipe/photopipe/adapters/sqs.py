@@ -1,10 +1,11 @@
-"""The consumer side of an SQS queue, for a long-running worker (Lambda's event source mapping does this for
-the functions): long-poll, delete, extend or give back a message's visibility."""
+"""An SQS queue, both sides: send work to it, and (for a long-running worker; Lambda's event source
+mapping does this for the functions) long-poll, delete, extend or give back a message's visibility."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -13,6 +14,8 @@ from photopipe.adapters.aws import error_code, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+_RECEIPT_GONE = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight"})
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class ReceivedMessage:
     receive_count: int
 
 
-class QueueConsumer:
+class Queue:
     def __init__(self, url: str, client: SQSClient | None = None) -> None:
         self.url = url
         self._sqs: SQSClient = client or make_client("sqs")
@@ -31,6 +34,12 @@ class QueueConsumer:
     @property
     def name(self) -> str:
         return self.url.rsplit("/", 1)[-1]
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self._sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message, separators=(",", ":")))
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, f"sending to {self.name}") from e
 
     def receive(
         self, *, max_messages: int, wait_seconds: int, visibility_seconds: int
@@ -69,7 +78,7 @@ class QueueConsumer:
                 QueueUrl=self.url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=seconds
             )
         except ClientError as e:
-            if error_code(e) in {"ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight"}:
+            if error_code(e) in _RECEIPT_GONE:
                 return False
             raise translate(e, f"changing a message's visibility on {self.name}") from e
         except BotoCoreError as e:
