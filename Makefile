@@ -72,9 +72,11 @@ bench: $(VENV)/.installed-export
 	$(PY) benchmarks/classify_cache.py
 	$(PY) benchmarks/enhance.py
 
-# Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it).
+# Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it), then the check that the
+# layer carries the runtime package only (no local stack, CLI or exporter) and fits Lambda's 250 MB.
 build: $(SAMENV)/.installed
 	PATH="$$(pyenv prefix 3.12.1 2>/dev/null)/bin:$$PATH" $(SAMENV)/bin/sam build --template template.yaml
+	$(PYTHON) infra/check_layer.py .aws-sam/build
 
 clean:
 	rm -rf $(VENV) $(SAMENV) .aws-sam .photopipe .pytest_cache .mypy_cache .ruff_cache

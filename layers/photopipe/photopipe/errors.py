@@ -7,6 +7,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The one shape of every error the API answers: `{"error": {"code", "message"}}`."""
+    return {"error": {"code": code, "message": message}}
+
+
 class PhotopipeError(Exception):
     """Base class: everything the product raises on purpose."""
 
@@ -20,7 +25,7 @@ class PhotopipeError(Exception):
         self.context = context
 
     def to_body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
+        return error_body(self.code, self.message)
 
 
 class ConfigurationError(PhotopipeError):

@@ -52,7 +52,7 @@ from photopipe.api.schemas import (
     WorkerOut,
 )
 from photopipe.auth.tokens import Claims
-from photopipe.errors import BadRequestError, PhotopipeError
+from photopipe.errors import BadRequestError, PhotopipeError, error_body
 from photopipe.models import CATEGORY_LABELS, Category, ImageState
 from photopipe.observability import logger
 from photopipe.usecases.enhance_jobs import ExportReady
@@ -75,7 +75,7 @@ def _error(status: int, code: str, message: str) -> Response:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps({"error": {"code": code, "message": message}}),
+        body=json.dumps(error_body(code, message)),
     )
 
 
@@ -139,7 +139,7 @@ def info() -> InfoOut:
     )
 
 
-@app.get(f"{PREFIX}/openapi.json", tags=["ops"], include_in_schema=False)
+@app.get(f"{PREFIX}/openapi.json", tags=["ops"], summary="This OpenAPI document")
 def openapi():  # no return annotation: a Response one breaks OpenAPI generation
     return Response(
         status_code=200, content_type=content_types.APPLICATION_JSON, body=app.get_openapi_json_schema()

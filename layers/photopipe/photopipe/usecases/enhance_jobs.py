@@ -136,7 +136,11 @@ class EnhanceJobs:
                 job.job_id,
                 from_states=(JobState.QUEUED,),
                 to_state=JobState.FAILED,
-                set_fields={"error": {"code": "not_queued", "message": f"the job could not be queued: {e}"}},
+                set_fields={
+                    "error": JobError(
+                        code="not_queued", message=f"the job could not be queued: {e}"
+                    ).model_dump()
+                },
             )
             raise
         logger.info("job queued", extra={"job_id": job.job_id, "image_id": image.image_id})
