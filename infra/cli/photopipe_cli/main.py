@@ -134,7 +134,8 @@ def register_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 
 def _local_run(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
-    from photopipe_local.stack import LocalStack, describe, try_it_command
+    from photopipe_cli.local_stack import describe, try_it_command
+    from photopipe_local.stack import LocalStack
 
     stop = threading.Event()
 
@@ -186,12 +187,8 @@ def _read_event(source: str) -> Any:
 
 def _local_invoke(args: argparse.Namespace) -> int:
     configure_logging()
-    from photopipe_local.stack import (
-        StackNotRunningError,
-        default_state_file,
-        invoke_function,
-        read_state,
-    )
+    from photopipe_cli.local_stack import StackNotRunningError, invoke_function, read_state
+    from photopipe_local.stack import default_state_file
 
     try:
         state = read_state(args.state_file or default_state_file(args.template))

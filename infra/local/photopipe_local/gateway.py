@@ -1,7 +1,7 @@
 """The local API Gateway: one Starlette app, served by uvicorn in a thread.
 
 `gateway_app(routes)` composes Starlette routes in order (the first full match wins); every answer of the
-gateway's own is JSON, never HTML. Today the list holds the template's HTTP APIs (`HttpApi.route`); the
+gateway's own is JSON, never HTML. Today the list holds the template's HTTP APIs (`HttpApi`); the
 WebSocket API (`/ws`: `$connect` authorizer, connect/disconnect handlers, the `@connections` management API)
 and the web UI's static files (`/`) join it in `LocalStack._gateway_routes`.
 
@@ -42,13 +42,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from photopipe_local.runtime import LocalFunction
-from photopipe_local.template import (
-    DEFAULT_ACCOUNT_ID,
-    LOCAL_API_ID,
-    CorsConfig,
-    FunctionSpec,
-    Route,
-)
+from photopipe_local.template import DEFAULT_ACCOUNT_ID, LOCAL_API_ID, CorsConfig, FunctionSpec, Route
 
 logger = logging.getLogger("photopipe_local.http")
 
@@ -95,9 +89,8 @@ class RouteTable:
 
     def allowed_methods(self, path: str) -> list[str]:
         """The methods some route serves `path` with (a 405's `Allow`)."""
-        return sorted(
-            {r.method for r in self.routes if r.path != "$default" and r.match_path(path) is not None}
-        )
+        routes = (route for route in self.routes if route.path != "$default")
+        return sorted({route.method for route in routes if route.match_path(path) is not None})
 
     def api_for_path(self, path: str) -> str | None:
         """The API whose routes cover `path` with any method (to answer a CORS preflight)."""
@@ -267,8 +260,10 @@ def apply_cors(response: Response, cors: CorsConfig, origin: str | None) -> None
         response.headers["access-control-allow-credentials"] = "true"
 
 
-class HttpApi:
-    """The template's HTTP APIs in front of the real handlers: an ASGI app, in the gateway as `route`."""
+class HttpApi(BaseRoute):
+    """The template's HTTP APIs in front of the real handlers, as one Starlette route: a full match for their
+    routes (and CORS preflights), a partial one for anything else, so that a later route which fully matches
+    (static files, say) wins and the API answers the rest (404, 405)."""
 
     def __init__(
         self,
@@ -283,7 +278,6 @@ class HttpApi:
         self.max_body_bytes, self.cors = max_body_bytes, dict(cors or {})
         if missing := {r.function for r in routes.routes} - set(functions):
             raise ValueError(f"routes point at functions that are not loaded: {sorted(missing)}")
-        self.route: BaseRoute = _HttpApiRoute(self)
 
     def _cors_for(self, path: str, api: str | None = None) -> CorsConfig | None:
         if (api := api or self.routes.api_for_path(path)) in self.cors:
@@ -296,13 +290,16 @@ class HttpApi:
         wanted = request.method == "OPTIONS" and headers <= set(request.headers.keys())
         return self._cors_for(_raw_path(request.scope)) if wanted else None
 
-    def serves(self, scope: Scope) -> bool:
-        """Whether one of its routes (or a CORS preflight) takes the request. Others may be answered by
-        later routes of the gateway, else by this API (404 or 405)."""
-        matched = self.routes.match(scope["method"], _raw_path(scope)) is not None
-        return matched or self._preflight_cors(Request(scope)) is not None
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        served = self.routes.match(scope["method"], _raw_path(scope)) is not None
+        return (Match.FULL if served or self._preflight_cors(Request(scope)) else Match.PARTIAL), {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started, request = time.monotonic(), Request(scope, receive)
         request_id = base64.b64encode(os.urandom(10)).decode()
         response = await self._respond(request, request_id)
@@ -371,34 +368,13 @@ class HttpApi:
         try:
             return response_from_result(result)
         except MalformedResponseError as e:
-            logger.error(
-                "malformed Lambda response: API Gateway answers 500", extra=where | {"problem": str(e)}
-            )
+            logger.error("malformed Lambda response: a 500", extra=where | {"error": str(e)})
             return error_response(500)
 
 
 def _raw_path(scope: Scope) -> str:
     raw: bytes | None = scope.get("raw_path")
     return raw.decode("latin-1") if raw else str(scope["path"])
-
-
-class _HttpApiRoute(BaseRoute):
-    """`HttpApi` as a Starlette route: a full match for its routes, a partial one for anything else, so a
-    later route that fully matches (static files, say) wins and the API answers the rest (404, 405)."""
-
-    def __init__(self, api: HttpApi) -> None:
-        self.api = api
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http":
-            return Match.NONE, {}
-        return (Match.FULL if self.api.serves(scope) else Match.PARTIAL), {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.api(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -1,12 +1,10 @@
 """Run Lambda handlers in this process the way Lambda would: environment, context object, SQS polling.
 
-* `LocalFunction` imports `{CodeUri}/{module}.py` under a module name unique to the function (every function
-  has an `app.py`) and invokes its handler with a `LambdaContext`, one invocation at a time, like one warm
-  execution environment.
-* `SqsEventSource` is the event source mapping: it long-polls a queue, builds Lambda SQS events, honours
-  `ReportBatchItemFailures`, deletes what succeeded and makes what failed visible again after a short local
-  retry delay, so the queue's redrive policy moves poison messages to the DLQ after `maxReceiveCount`.
-* `local_environment` computes the process environment shared by every function (they all run here).
+`LocalFunction` imports `{CodeUri}/{module}.py` under a module name unique to the function (every function has
+an `app.py`) and invokes its handler with a `LambdaContext`, one invocation at a time (one warm execution
+environment). `SqsEventSource` is the event source mapping: it long-polls a queue, builds Lambda SQS events,
+honours `ReportBatchItemFailures`, deletes what succeeded and makes what failed visible again after a short
+local retry delay, so the queue's redrive policy moves poison messages to its DLQ after `maxReceiveCount`.
 """
 
 from __future__ import annotations
@@ -36,19 +34,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("photopipe_local.runtime")
 
-RETRY_DELAY_ENV = "PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS"
-DEFAULT_RETRY_DELAY_SECONDS = 1
-SQS_RECEIVE_MAX = 10
+RETRY_DELAY_ENV, DEFAULT_RETRY_DELAY_SECONDS, SQS_RECEIVE_MAX = "PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS", 1, 10
 # Removed from the process environment while the stack runs: they would point boto3 somewhere else
 # (profiles, session tokens, per-service endpoints) or change Powertools' behaviour (POWERTOOLS_DEV).
-REMOVED_ENVIRONMENT = (
-    "POWERTOOLS_DEV",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-)
-REMOVED_ENVIRONMENT_PREFIXES = ("AWS_ENDPOINT_URL_",)
+REMOVED_ENVIRONMENT = {"POWERTOOLS_DEV", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"}
+REMOVED_ENVIRONMENT.add("AWS_SECURITY_TOKEN")
+Handler = Callable[[Any, Any], Any]
 
 
 class EnvironmentConflictError(Exception):
@@ -60,8 +51,8 @@ class FunctionLoadError(Exception):
 
 
 def functions_environment(functions: Sequence[FunctionSpec]) -> dict[str, str]:
-    """The union of the functions' environments. They all run in this process and share `os.environ`, so a
-    variable two functions set differently is an error, not a coin toss."""
+    """The union of the functions' environments. They all run in this process and share `os.environ`, so
+    a variable two functions set differently is an error, not a coin toss."""
     union: dict[str, str] = {}
     owner: dict[str, str] = {}
     for function in functions:
@@ -69,19 +60,15 @@ def functions_environment(functions: Sequence[FunctionSpec]) -> dict[str, str]:
             if union.setdefault(key, value) != value:
                 raise EnvironmentConflictError(
                     f"environment variable {key} is {union[key]!r} in {owner[key]} but {value!r} in "
-                    f"{function.logical_id}; the local stack runs every function in one process, so give them "
-                    "different variable names (or the same value)"
+                    f"{function.logical_id}; the local stack runs every function in one process, so give "
+                    "them different variable names (or the same value)"
                 )
             owner.setdefault(key, function.logical_id)
     return union
 
 
 def local_environment(
-    *,
-    endpoint: str,
-    region: str,
-    functions: Sequence[FunctionSpec],
-    overrides: Mapping[str, str] | None = None,
+    endpoint: str, region: str, functions: Sequence[FunctionSpec], overrides: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """What the local stack sets in `os.environ`: AWS plumbing, the functions' variables, then overrides."""
     environment = {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
@@ -94,23 +81,18 @@ def local_environment(
 
 @contextlib.contextmanager
 def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """`os.environ` with `values` set and the interfering variables removed; all of it restored on exit
-    (`mock.patch.dict` puts back the whole mapping)."""
+    """`os.environ` with `values` set and the interfering variables removed, all of it restored on exit
+    (`mock.patch.dict` puts the whole mapping back)."""
     with mock.patch.dict(os.environ, values):
-        for key in [
-            k for k in os.environ if k in REMOVED_ENVIRONMENT or k.startswith(REMOVED_ENVIRONMENT_PREFIXES)
-        ]:
+        for key in [k for k in os.environ if k in REMOVED_ENVIRONMENT or k.startswith("AWS_ENDPOINT_URL_")]:
             if key not in values:
                 del os.environ[key]
         yield
 
 
 def retry_delay_from_environment() -> int:
-    raw = os.environ.get(RETRY_DELAY_ENV, str(DEFAULT_RETRY_DELAY_SECONDS))
-    if not raw.isdigit() or int(raw) > 43200:
-        raise ValueError(
-            f"{RETRY_DELAY_ENV} must be a whole number of seconds from 0 to 43200 (SQS's limit), got {raw!r}"
-        )
+    if not (raw := os.environ.get(RETRY_DELAY_ENV, "1")).isdigit() or int(raw) > 43200:
+        raise ValueError(f"{RETRY_DELAY_ENV} must be whole seconds, 0 to 43200 (SQS's limit): {raw!r}")
     return int(raw)
 
 
@@ -118,10 +100,8 @@ class LambdaContext:
     """The context object Lambda passes to a Python handler (the attributes handlers and Powertools use)."""
 
     def __init__(self, function: FunctionSpec, *, request_id: str | None = None) -> None:
-        self.function_name = function.name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = function.arn
-        self.memory_limit_in_mb = function.memory_size
+        self.function_name, self.function_version = function.name, "$LATEST"
+        self.invoked_function_arn, self.memory_limit_in_mb = function.arn, function.memory_size
         self.aws_request_id = request_id or str(uuid.uuid4())
         self.log_group_name = function.log_group or f"/aws/lambda/{function.name}"
         self.log_stream_name = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
@@ -132,9 +112,6 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-Handler = Callable[[Any, Any], Any]
-
-
 def module_name_for(logical_id: str) -> str:
     return f"photopipe_fn_{logical_id}"
 
@@ -142,9 +119,9 @@ def module_name_for(logical_id: str) -> str:
 def load_handler(function: FunctionSpec, module_name: str | None = None) -> Handler:
     """Import the function's handler module afresh under a name unique to the function."""
     path, lid = function.module_path, function.logical_id
+    name = module_name or module_name_for(lid)
     if not path.is_file():
         raise FunctionLoadError(f"{lid}: handler module {path} does not exist (Handler {function.handler})")
-    name = module_name or module_name_for(lid)
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None  # a .py path always has a spec and a loader
     assert spec.loader is not None
@@ -154,20 +131,16 @@ def load_handler(function: FunctionSpec, module_name: str | None = None) -> Hand
     except ModuleNotFoundError as e:
         sys.modules.pop(name, None)
         sibling = function.code_uri / f"{(e.name or '').split('.')[0]}.py"
-        hint = (
-            f"; {sibling.name} sits next to the handler, but functions share one process locally, so shared "
-            "code belongs in the photopipe package (the layer)"
-        )
-        raise FunctionLoadError(
-            f"{lid}: importing {path} failed: {e}{hint if sibling.is_file() else ''}"
-        ) from e
+        hint = f"; {sibling.name} sits next to the handler, but functions share one process locally, so "
+        hint += "shared code belongs in the photopipe package (the layer)"
+        hint = hint if sibling.is_file() else ""
+        raise FunctionLoadError(f"{lid}: importing {path} failed: {e}{hint}") from e
     except Exception as e:
         # Whatever the module raised at import time (a missing setting, a syntax error): reported with the
         # function's name; the original exception and its traceback stay attached as the cause.
         sys.modules.pop(name, None)
         raise FunctionLoadError(f"{lid}: importing {path} failed: {type(e).__name__}: {e}") from e
-    handler = getattr(module, function.handler_function, None)
-    if not callable(handler):
+    if not callable(handler := getattr(module, function.handler_function, None)):
         raise FunctionLoadError(f"{lid}: {path} has no callable {function.handler_function!r}")
     return handler
 
@@ -190,40 +163,33 @@ class LocalFunction:
                 return self.handler(event, LambdaContext(self.spec, request_id=request_id))
             finally:
                 if (elapsed := time.monotonic() - started) > self.spec.timeout:
-                    logger.warning(
-                        "invocation ran past the function's Timeout; Lambda would have stopped it",
-                        extra={
-                            "function": self.spec.logical_id,
-                            "timeout_s": self.spec.timeout,
-                            "duration_ms": round(elapsed * 1000),
-                        },
-                    )
+                    extra = {"function": self.spec.logical_id, "timeout_s": self.spec.timeout}
+                    message = "invocation ran past the function's Timeout; Lambda would have stopped it"
+                    logger.warning(message, extra=extra | {"duration_ms": round(elapsed * 1000)})
 
 
 # ---------------------------------------------------------------------------------------------- SQS
 
 
+def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    converted: dict[str, Any] = {"stringListValues": list(value.get("StringListValues", []))}
+    converted["binaryListValues"] = [base64.b64encode(v).decode() for v in value.get("BinaryListValues", [])]
+    if "StringValue" in value:
+        converted["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        converted["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+    return converted | {"dataType": value["DataType"]}
+
+
 def sqs_record(message: MessageTypeDef, *, queue_arn: str, region: str) -> dict[str, Any]:
     """A message from ReceiveMessage as Lambda puts it in an SQS event's `Records`."""
-
-    def attribute(value: Mapping[str, Any]) -> dict[str, Any]:
-        converted: dict[str, Any] = {
-            "stringListValues": list(value.get("StringListValues") or []),
-            "binaryListValues": [base64.b64encode(v).decode() for v in value.get("BinaryListValues") or []],
-            "dataType": value["DataType"],
-        }
-        if "StringValue" in value:
-            converted["stringValue"] = value["StringValue"]
-        if "BinaryValue" in value:
-            converted["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
-        return converted
-
+    attributes = {k: _message_attribute(v) for k, v in message.get("MessageAttributes", {}).items()}
     record: dict[str, Any] = {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message.get("Body", ""),
         "attributes": dict(message.get("Attributes") or {}),
-        "messageAttributes": {k: attribute(v) for k, v in (message.get("MessageAttributes") or {}).items()},
+        "messageAttributes": attributes,
         "md5OfBody": message.get("MD5OfBody", ""),
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
@@ -235,8 +201,8 @@ def sqs_record(message: MessageTypeDef, *, queue_arn: str, region: str) -> dict[
 
 
 def failed_message_ids(response: Any, message_ids: Sequence[str]) -> tuple[set[str], str | None]:
-    """Lambda's reading of a partial batch response: the ids to retry, and why the whole batch failed
-    (None when the response is well formed). An absent, null or empty `batchItemFailures` means success."""
+    """Lambda's reading of a partial batch response: the ids to retry, and why the whole batch failed (None
+    when the response is well formed). An absent, null or empty `batchItemFailures` means success."""
     everything = set(message_ids)
     if not isinstance(response, dict) or response.get("batchItemFailures") is None:
         return set(), None
@@ -253,8 +219,10 @@ def failed_message_ids(response: Any, message_ids: Sequence[str]) -> tuple[set[s
     return failed, None
 
 
-class SqsEventSource:
-    """An SQS event source mapping for one function event, polling in its own thread."""
+class SqsEventSource(threading.Thread):
+    """An SQS event source mapping for one function event: a thread polling the queue."""
+
+    poll_wait_seconds = 1  # how long a receive waits for the first message: the poller stops within it
 
     def __init__(
         self,
@@ -262,165 +230,110 @@ class SqsEventSource:
         event: SqsEventSpec,
         queue_url: str,
         sqs: SQSClient,
-        region: str,
+        *,
+        region: str | None = None,  # the queue's, from its ARN unless given
         retry_delay_seconds: int = DEFAULT_RETRY_DELAY_SECONDS,
-        poll_wait_seconds: int = 1,
     ) -> None:
-        self.function, self.event, self.queue_url, self.sqs, self.region = (
-            function,
-            event,
-            queue_url,
-            sqs,
-            region,
-        )
-        self.retry_delay_seconds = retry_delay_seconds
-        self.poll_wait_seconds = poll_wait_seconds
-        self.invocations = self.failed_records = 0
-        self._busy, self._stop = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sqs-poller-{self.name}", daemon=True)
-
-    @property
-    def name(self) -> str:
-        return f"{self.function.spec.logical_id}.{self.event.name}"
-
-    @property
-    def busy(self) -> bool:
-        """True while a batch is being collected or processed."""
-        return self._busy.is_set()
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__(name=f"{function.spec.logical_id}.{event.name}", daemon=True)
+        self.function, self.event, self.queue_url, self.sqs = function, event, queue_url, sqs
+        self.region, self.retry_delay_seconds = region or event.queue_arn.split(":")[3], retry_delay_seconds
+        self.busy, self._stopping = threading.Event(), threading.Event()  # busy: a batch is being handled
+        self.failed_records = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
-    def join(self, timeout: float = 30) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._thread.is_alive():
-            logger.warning("poller did not stop in time", extra={"event_source": self.name})
-
-    def _run(self) -> None:
+    def run(self) -> None:
         logger.info("sqs poller started", extra={"event_source": self.name, "queue": self.queue_url})
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self.poll_once()
             except (ClientError, BotoCoreError):
-                if not self._stop.is_set():
+                if not self._stopping.is_set():
                     logger.exception("sqs poll failed; retrying", extra={"event_source": self.name})
-                    self._stop.wait(1)
+                    self._stopping.wait(1)
         logger.info("sqs poller stopped", extra={"event_source": self.name})
 
-    def _receive(self, count: int, wait_seconds: int) -> list[MessageTypeDef]:
-        return self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max(1, min(SQS_RECEIVE_MAX, count)),
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+    def _receive(self, count: int, wait: int) -> list[MessageTypeDef]:
+        most, every = max(1, min(SQS_RECEIVE_MAX, count)), ["All"]
+        options: Any = {"AttributeNames": every, "MessageAttributeNames": every, "WaitTimeSeconds": wait}
+        response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=most, **options)
+        return response.get("Messages", [])
 
     def poll_once(self) -> int:
         """Receive one batch (waiting up to `poll_wait_seconds` for the first message), invoke the function
         with it and settle the messages. Returns the batch size (0 when the queue was empty)."""
-        first = self._receive(self.event.batch_size, self.poll_wait_seconds)
-        if not first:
+        if not (first := self._receive(self.event.batch_size, self.poll_wait_seconds)):
             return 0
-        self._busy.set()  # only once there is a batch: until then the queue itself counts the messages
+        self.busy.set()  # only once there is a batch: until then the queue itself counts the messages
         try:
             batch = self._collect_batch(first)
-            if self._stop.is_set():
-                self._settle(batch, delete=False, visibility=0)  # hand them back untouched
+            if self._stopping.is_set():
+                self._settle(batch, visibility=0)  # hand them back untouched
                 return 0
             self._process(batch)
             return len(batch)
         finally:
-            self._busy.clear()
+            self.busy.clear()
 
     def _collect_batch(self, first: list[MessageTypeDef]) -> list[MessageTypeDef]:
         """Top up the first messages to BatchSize within MaximumBatchingWindowInSeconds."""
         batch: dict[str, MessageTypeDef] = {m["MessageId"]: m for m in first}
         deadline = time.monotonic() + self.event.maximum_batching_window_seconds
-        while len(batch) < self.event.batch_size and not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            wait = 1 if remaining >= 1 else 0
+        while len(batch) < self.event.batch_size and not self._stopping.is_set():
+            wait = 1 if (remaining := deadline - time.monotonic()) >= 1 else 0
             more = self._receive(self.event.batch_size - len(batch), wait)
             batch.update({m["MessageId"]: m for m in more})
             if not more and remaining <= 0:
                 break
             if not more and wait == 0:
-                self._stop.wait(min(remaining, 0.1))
+                self._stopping.wait(min(remaining, 0.1))
         return list(batch.values())
 
     def _process(self, messages: list[MessageTypeDef]) -> None:
         records = [sqs_record(m, queue_arn=self.event.queue_arn, region=self.region) for m in messages]
-        ids, function = [r["messageId"] for r in records], self.function.spec.logical_id
-        started, error = time.monotonic(), None
+        ids, started = [r["messageId"] for r in records], time.monotonic()
+        extra: dict[str, Any] = {"function": self.function.spec.logical_id, "event_source": self.event.name}
         try:
             response = self.function.invoke({"Records": records})
         except Exception as e:
-            # Protective catch, as Lambda's own: a handler's exception fails the batch but never the poller. The
-            # traceback is logged; the messages come back after the retry delay and, past the queue's
+            # Protective catch, as Lambda's own: a handler's exception fails the batch but never the poller.
+            # The traceback is logged; the messages come back after the retry delay and, past the queue's
             # maxReceiveCount, land in its DLQ.
-            logger.exception("sqs handler raised; the whole batch is retried", extra={"function": function})
-            failed, error = set(ids), f"{type(e).__name__}: {e}"
+            logger.exception("sqs handler raised; the whole batch is retried", extra=extra)
+            failed, extra["error"] = set(ids), f"{type(e).__name__}: {e}"
         else:
-            failed = set()
+            failed, problem = set[str](), None
             if self.event.report_batch_item_failures:
-                failed, error = failed_message_ids(response, ids)
-                if error is not None:
-                    logger.error(
-                        "malformed partial batch response; the whole batch is retried",
-                        extra={"function": function, "problem": error},
-                    )
-        self.invocations += 1
+                failed, problem = failed_message_ids(response, ids)
+            if problem is not None:
+                message = "malformed partial batch response; the whole batch is retried"
+                logger.error(message, extra=extra | {"problem": problem})
         self.failed_records += len(failed)
-        self._settle([m for m in messages if m["MessageId"] not in failed], delete=True)
-        self._settle(
-            [m for m in messages if m["MessageId"] in failed],
-            delete=False,
-            visibility=self.retry_delay_seconds,
-        )
-        logger.info(
-            "sqs batch processed",
-            extra={
-                "function": function,
-                "event_source": self.event.name,
-                "batch_size": len(records),
-                "failures": len(failed),
-                "duration_ms": round((time.monotonic() - started) * 1000),
-                **({"error": error} if error else {}),
-            },
-        )
+        self._settle([m for m in messages if m["MessageId"] not in failed])
+        self._settle([m for m in messages if m["MessageId"] in failed], visibility=self.retry_delay_seconds)
+        extra |= {"batch_size": len(records), "failures": len(failed)}
+        extra["duration_ms"] = round(1000 * (time.monotonic() - started))
+        logger.info("sqs batch processed", extra=extra)
 
-    def _settle(self, messages: list[MessageTypeDef], *, delete: bool, visibility: int = 0) -> None:
-        """Delete the messages, or make them visible again after `visibility` seconds."""
+    def _settle(self, messages: list[MessageTypeDef], visibility: int | None = None) -> None:
+        """Delete the messages (visibility None), or make them visible again after `visibility` seconds."""
         for start in range(0, len(messages), SQS_RECEIVE_MAX):
-            entries: list[Any] = [
-                {
-                    "Id": str(i),
-                    "ReceiptHandle": m["ReceiptHandle"],
-                    **({} if delete else {"VisibilityTimeout": visibility}),
-                }
-                for i, m in enumerate(messages[start : start + SQS_RECEIVE_MAX])
-            ]
-            if delete:
+            entries: list[Any] = []
+            for i, m in enumerate(messages[start : start + SQS_RECEIVE_MAX]):
+                entries.append({"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]})
+                entries[-1] |= {} if visibility is None else {"VisibilityTimeout": visibility}
+            if visibility is None:
                 result: Any = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
             else:
                 result = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
             for failure in result.get("Failed", []):
-                logger.error(
-                    "settling a message failed",
-                    extra={"event_source": self.name, "delete": delete, **failure},
-                )
+                logger.error("settling a message failed", extra={"event_source": self.name, **failure})
 
 
 def queue_backlog(sqs: SQSClient, queue_url: str) -> int:
     """Messages visible, in flight or delayed in a queue (moto keeps these counts exact)."""
-    names: list[Any] = [
-        f"ApproximateNumberOf{kind}" for kind in ("Messages", "MessagesNotVisible", "MessagesDelayed")
-    ]
-    return sum(
-        int(v)
-        for v in sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"].values()
-    )
+    kinds = ("Messages", "MessagesNotVisible", "MessagesDelayed")
+    names: Any = [f"ApproximateNumberOf{kind}" for kind in kinds]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(value) for value in attributes.values())

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -54,11 +54,6 @@ logger = logging.getLogger("photopipe_local.stack")
 
 STATE_VERSION = 1
 PORT_ENV, MOTO_PORT_ENV, DEFAULT_PORT = "PHOTOPIPE_PORT", "PHOTOPIPE_MOTO_PORT", 3000
-NOT_RUNNING_MESSAGE = "no local stack is running — start it with `make run`"
-
-
-class StackNotRunningError(Exception):
-    """No state file, or the stack it describes is gone."""
 
 
 def default_state_file(template: str | Path) -> Path:
@@ -71,7 +66,7 @@ def _port_from_env(name: str) -> int | None:
     return None if raw is None else int(raw)
 
 
-def _reachable(endpoint: str) -> bool:
+def reachable(endpoint: str) -> bool:
     parts = urlsplit(endpoint)
     with contextlib.suppress(OSError), socket.create_connection((parts.hostname or "", parts.port or 0), 1):
         return True
@@ -109,13 +104,12 @@ class MotoServer:
             with tempfile.TemporaryFile() as errors:  # not a pipe: werkzeug's log of each request fills one
                 self._child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)  # noqa: S603
                 deadline = time.monotonic() + timeout
-                while not _reachable(self.endpoint):
+                while not reachable(self.endpoint):
                     if self._child.poll() is not None or time.monotonic() > deadline:
                         self.stop()
                         errors.seek(0)
-                        raise RuntimeError(
-                            f"moto did not start on {self.endpoint}: {errors.read()[-2000:]!r}"
-                        )
+                        output = errors.read()[-2000:].decode(errors="replace")
+                        raise RuntimeError(f"moto did not start on {self.endpoint}: {output}")
                     time.sleep(0.05)
         logger.info("moto server listening", extra={"endpoint": self.endpoint, "child_process": self.process})
 
@@ -132,41 +126,11 @@ class MotoServer:
         self._server = self._child = None
 
 
-@dataclass(frozen=True)
-class StackState:
-    """What the state file says about a running stack."""
-
-    pid: int
-    started_at: str
-    template: str
-    stack_name: str
-    region: str
-    account_id: str
-    endpoint: str
-    api_url: str | None
-    environment: dict[str, str]
-    resources: dict[str, Any]
-    functions: dict[str, dict[str, Any]]
-
-    def function(self, logical_id: str) -> FunctionSpec:
-        if logical_id not in self.functions:
-            known = ", ".join(sorted(self.functions)) or "none"
-            raise KeyError(f"no function {logical_id!r} in the running stack (functions: {known})")
-        fields = {
-            k: v for k, v in self.functions[logical_id].items() if k not in ("sqs_events", "http_routes")
-        }
-        return FunctionSpec(logical_id=logical_id, **{**fields, "code_uri": Path(fields["code_uri"])})
-
-
 def _function_json(spec: FunctionSpec) -> dict[str, Any]:
-    described = {
-        k: v for k, v in asdict(spec).items() if k not in ("logical_id", "sqs_events", "http_events")
-    }
-    events = {
-        "sqs_events": [e.name for e in spec.sqs_events],
-        "http_routes": [e.route_key for e in spec.http_events],
-    }
-    return described | {"code_uri": str(spec.code_uri), "environment": dict(spec.environment)} | events
+    described = asdict(spec) | {"code_uri": str(spec.code_uri), "environment": dict(spec.environment)}
+    described["sqs_events"] = [event.name for event in spec.sqs_events]
+    described["http_routes"] = [route.route_key for route in spec.http_events]
+    return {key: value for key, value in described.items() if key not in ("logical_id", "http_events")}
 
 
 class LocalStack:
@@ -200,15 +164,14 @@ class LocalStack:
         host: str = "127.0.0.1",
     ) -> None:
         self.template = Template(template, parameters=parameters, stack_name=stack_name, region=region)
+        self.region, self.account_id = self.template.region, self.template.account_id
         self.port_setting = port if port is not None else _port_from_env(PORT_ENV)
-        self.moto = MotoServer(
-            host, moto_port if moto_port is not None else _port_from_env(MOTO_PORT_ENV) or 0
-        )
-        self.moto.process, self.external_endpoint, self.host = moto_process, moto_endpoint, host
-        self.env_overrides = dict(env_overrides or {})
-        self.retry_delay_seconds = (
-            retry_delay_from_environment() if retry_delay_seconds is None else retry_delay_seconds
-        )
+        moto_port = moto_port if moto_port is not None else _port_from_env(MOTO_PORT_ENV)
+        self.moto = MotoServer(host, moto_port or 0, process=moto_process)
+        self.external_endpoint, self.host, self.env_overrides = moto_endpoint, host, dict(env_overrides or {})
+        self.retry_delay_seconds: int = retry_delay_seconds or 0
+        if retry_delay_seconds is None:
+            self.retry_delay_seconds = retry_delay_from_environment()
         self.serve_http, self.write_state = serve_http, write_state
         self.state_file = Path(state_file) if state_file else default_state_file(self.template.path)
         self.endpoint, self.environment, self.physical = "", dict[str, str](), PhysicalRegistry()
@@ -226,14 +189,6 @@ class LocalStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    @property
-    def region(self) -> str:
-        return self.template.region
-
-    @property
-    def account_id(self) -> str:
-        return self.template.account_id
 
     @property
     def api_url(self) -> str:
@@ -254,14 +209,10 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
-        extra = {
-            "endpoint": self.endpoint,
-            "api": self.gateway and self.gateway.url,
-            "functions": sorted(self.functions),
-        }
-        logger.info(
-            "local stack started", extra=extra | {"duration_ms": round((time.monotonic() - started) * 1000)}
-        )
+        duration_ms = round((time.monotonic() - started) * 1000)
+        extra: dict[str, Any] = {"endpoint": self.endpoint, "api": self.gateway and self.gateway.url}
+        extra |= {"functions": sorted(self.functions), "duration_ms": duration_ms}
+        logger.info("local stack started", extra=extra)
         return self
 
     def _start(self, running: contextlib.ExitStack) -> None:
@@ -278,24 +229,19 @@ class LocalStack:
         self.physical, self.clients = create_resources(self.template, clients), clients
         self.function_specs = specs = self.template.functions(self.physical)
         self.http_apis = self.template.http_apis(self.physical)
-        self.environment = local_environment(
-            endpoint=endpoint, region=self.region, functions=specs, overrides=self.env_overrides
-        )
-        running.enter_context(
-            patched_environ(self.environment)
-        )  # before importing: settings may be read then
+        self.environment = local_environment(endpoint, self.region, specs, self.env_overrides)
+        running.enter_context(patched_environ(self.environment))  # before importing: settings may be read
         running.callback(self._unload_functions)
         self.functions = {spec.logical_id: LocalFunction.load(spec) for spec in self.function_specs}
 
         running.callback(self._stop_event_sources)
-        for spec in self.function_specs:
-            for event in spec.sqs_events:
-                queue = self.physical.by_arn(event.queue_arn)  # the template's: Template.functions() checked
-                if event.enabled and queue is not None and queue.ref is not None:
-                    function, delay = self.functions[spec.logical_id], self.retry_delay_seconds
-                    source = SqsEventSource(function, event, queue.ref, clients.sqs, self.region, delay)
-                    self.event_sources.append(source)
-                    source.start()
+        for spec, event in ((f, e) for f in specs for e in f.sqs_events if e.enabled):
+            queue = self.physical.by_arn(event.queue_arn)  # the template's: Template.functions() checked
+            if queue is not None and queue.ref is not None:
+                function, delay = self.functions[spec.logical_id], self.retry_delay_seconds
+                source = SqsEventSource(function, event, queue.ref, clients.sqs, retry_delay_seconds=delay)
+                self.event_sources.append(source)
+                source.start()
         if worker := LocalEnhanceWorker.if_model_present(self.environment, self.template.root):
             running.callback(worker.stop)
             worker.start()
@@ -317,7 +263,7 @@ class LocalStack:
         `WebSocketRoute("/ws", ...)` plus a route for its `@connections` management API, and the web UI as a
         `Mount("/", StaticFiles(directory=web))` after the HTTP API."""
         assert self.http_api is not None
-        return [self.http_api.route] if self.http_api.routes.routes else []
+        return [self.http_api] if self.http_api.routes.routes else []
 
     def _unload_functions(self) -> None:
         for logical_id in self.functions:
@@ -327,7 +273,7 @@ class LocalStack:
         for source in self.event_sources:
             source.stop()
         for source in self.event_sources:
-            source.join()
+            source.join(30)
         self.event_sources = []
 
     def stop(self) -> None:
@@ -344,9 +290,8 @@ class LocalStack:
         assert self.clients is not None, "start the stack first"
         deadline, quiet_checks = time.monotonic() + timeout, 0
         while True:
-            pending = {
-                s.name: queue_backlog(self.clients.sqs, s.queue_url) + s.busy for s in self.event_sources
-            }
+            sqs = self.clients.sqs
+            pending = {s.name: queue_backlog(sqs, s.queue_url) + s.busy.is_set() for s in self.event_sources}
             if (quiet_checks := 0 if any(pending.values()) else quiet_checks + 1) >= 2:
                 return
             if time.monotonic() > deadline:
@@ -366,25 +311,27 @@ class LocalStack:
             raise KeyError(f"{logical_id} has no known Ref value")
         return ref
 
-    def state(self) -> StackState:
-        return StackState(
-            pid=os.getpid(),
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            template=str(self.template.path),
-            stack_name=self.template.stack_name,
-            region=self.region,
-            account_id=self.account_id,
-            endpoint=self.endpoint,
-            api_url=self.gateway.url if self.gateway else None,
-            environment=dict(self.environment),
-            resources=self.physical.to_json(),
-            functions={spec.logical_id: _function_json(spec) for spec in self.function_specs},
-        )
+    def state(self) -> dict[str, Any]:
+        """What the state file says (`photopipe local invoke` reads it: photopipe_cli.local_stack)."""
+        return {
+            "version": STATE_VERSION,
+            "pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "template": str(self.template.path),
+            "stack_name": self.template.stack_name,
+            "region": self.region,
+            "account_id": self.account_id,
+            "endpoint": self.endpoint,
+            "api_url": self.gateway.url if self.gateway else None,
+            "environment": dict(self.environment),
+            "resources": self.physical.to_json(),
+            "functions": {spec.logical_id: _function_json(spec) for spec in self.function_specs},
+        }
 
     def _write_state(self) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"version": STATE_VERSION, **asdict(self.state())}, indent=2) + "\n")
+        temporary.write_text(json.dumps(self.state(), indent=2) + "\n")
         temporary.replace(self.state_file)
 
     def _remove_state(self) -> None:
@@ -394,23 +341,17 @@ class LocalStack:
                 self.state_file.unlink(missing_ok=True)
 
 
-class LocalEnhanceWorker:
+class LocalEnhanceWorker(threading.Thread):
     """The GPU worker, on whatever ONNX Runtime provider this machine has (CPU here), in a thread: started only
     when an exported face model is present (`PHOTOPIPE_MODEL_DIR`, else `models/gfpgan` next to the template).
     Without one no worker registers, so `POST /api/v1/enhance` answers 503 `enhancement_unavailable` with the
     export command in its message."""
 
     def __init__(self, environment: Mapping[str, str], model_dir: Path) -> None:
-        worker_id = environment.get("PHOTOPIPE_WORKER_ID", f"local-{socket.gethostname()}")
-        poll_wait = environment.get("PHOTOPIPE_POLL_WAIT_S", "1")  # stops within 1 s
-        self.environment = {
-            **environment,
-            "PHOTOPIPE_MODEL_DIR": str(model_dir),
-            "PHOTOPIPE_WORKER_ID": worker_id,
-        }
-        self.environment["PHOTOPIPE_POLL_WAIT_S"] = poll_wait
-        self.model_dir, self._stopping, self._worker = model_dir, threading.Event(), cast(Any, None)
-        self._thread = threading.Thread(target=self._run, name="local-enhance-worker", daemon=True)
+        super().__init__(name="local-enhance-worker", daemon=True)
+        defaults = {"PHOTOPIPE_WORKER_ID": f"local-{socket.gethostname()}", "PHOTOPIPE_POLL_WAIT_S": "1"}
+        self.environment = defaults | dict(environment) | {"PHOTOPIPE_MODEL_DIR": str(model_dir)}
+        self.model_dir, self.worker, self._stopping = model_dir, cast(Any, None), threading.Event()
 
     @classmethod
     def if_model_present(cls, environment: Mapping[str, str], root: Path) -> LocalEnhanceWorker | None:
@@ -418,106 +359,30 @@ class LocalEnhanceWorker:
         model_dir = Path(configured) if configured else root / "models" / "gfpgan"
         if (model_dir / "manifest.json").is_file():
             return cls(environment, model_dir)
-        command = "`photopipe models export --weights GFPGANv1.4.pth --out models/gfpgan`"
+        export = "`photopipe models export --weights GFPGANv1.4.pth --out models/gfpgan`"
         logger.info(
-            f"no exported face model: enhancement is unavailable until {command}",
-            extra={"model_dir": str(model_dir)},
+            f"no face model exported: enhancement needs {export}", extra={"model_dir": str(model_dir)}
         )
         return None
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         from photopipe.settings import WorkerSettings  # here: numpy and ONNX Runtime load only with a model
         from photopipe.wiring import gpu_worker
 
+        extra = {"model_dir": str(self.model_dir)}
         try:
-            self._worker = gpu_worker(WorkerSettings.from_env(self.environment))  # loads, warms up the model
+            self.worker = gpu_worker(WorkerSettings.from_env(self.environment))  # loads, warms up the model
         except Exception:
             # A thread's last resort (else only sys.excepthook sees it): the stack keeps serving, enhancement
             # answering 503 as without a model, and the traceback is logged.
-            logger.exception(
-                "the local enhancement worker could not start", extra={"model_dir": str(self.model_dir)}
-            )
+            logger.exception("the local enhancement worker could not start", extra=extra)
             return
         if not self._stopping.is_set():
-            logger.info("local enhancement worker started", extra={"model_dir": str(self.model_dir)})
-            self._worker.run()
+            logger.info("local enhancement worker started", extra=extra)
+            self.worker.run()
 
     def stop(self, timeout: float = 60.0) -> None:
         self._stopping.set()
-        if self._worker is not None:
-            self._worker.stop()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-
-# ------------------------------------------------------------------ `photopipe local run` and `local invoke`
-
-
-def read_state(state_file: str | Path) -> StackState:
-    """The running stack's state; StackNotRunningError if there is none or it is gone."""
-    path = Path(state_file)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.pop("version", None) != STATE_VERSION:
-            raise ValueError(f"its version is not {STATE_VERSION}")
-        state = StackState(**data)
-    except FileNotFoundError as e:
-        raise StackNotRunningError(NOT_RUNNING_MESSAGE) from e
-    except (OSError, ValueError, TypeError) as e:
-        raise StackNotRunningError(f"{NOT_RUNNING_MESSAGE} (unreadable state file {path}: {e})") from e
-    try:
-        os.kill(state.pid, 0)  # is that process still there?
-    except ProcessLookupError:
-        raise StackNotRunningError(f"{NOT_RUNNING_MESSAGE} (stale state file {path})") from None
-    except PermissionError:
-        pass  # it is, under another user
-    if not _reachable(state.endpoint):
-        raise StackNotRunningError(f"{NOT_RUNNING_MESSAGE} (stale state file {path})")
-    return state
-
-
-def invoke_function(state: StackState, logical_id: str, event: Any) -> Any:
-    """Run one function once on one event against the running stack, like `sam local invoke -e`. The
-    environment is the stack's for the duration of the call; the handler's exception propagates."""
-    spec, module_name = state.function(logical_id), f"{module_name_for(logical_id)}_invoke"  # not the stack's
-    with patched_environ(state.environment):
-        try:
-            return LocalFunction.load(spec, module_name).invoke(event)
-        finally:
-            sys.modules.pop(module_name, None)
-
-
-def describe(stack: LocalStack) -> list[str]:
-    """Human-readable lines: where everything is."""
-    lines = [
-        f"photopipe local stack '{stack.template.stack_name}' is up ({stack.template.path}, {stack.region})"
-    ]
-    if stack.gateway is not None and stack.http_api is not None:
-        lines.append(f"  API           {stack.gateway.url}  ({len(stack.http_api.routes.routes)} routes)")
-    lines.append(
-        f"  AWS endpoint  {stack.endpoint}  (moto; AWS_ENDPOINT_URL={stack.endpoint} for the aws CLI)"
-    )
-    consumers = {
-        s.queue_url: f"  -> {s.function.spec.logical_id} (batch {s.event.batch_size})"
-        for s in stack.event_sources
-    }
-    kinds = ("S3::Bucket", "DynamoDB::Table", "SQS::Queue", "SecretsManager::Secret", "SSM::Parameter")
-    for kind, label in zip(kinds, ("bucket", "table", "queue", "secret", "parameter"), strict=True):
-        for entry in (e for e in stack.physical.values() if e.type == f"AWS::{kind}"):
-            shown = entry.ref if label in ("queue", "secret") else entry.name
-            lines.append(f"  {label:<13} {entry.logical_id} = {shown}{consumers.get(entry.ref or '', '')}")
-    lines += [f"  function      {spec.logical_id} = {spec.module_path}" for spec in stack.function_specs]
-    return [*lines, f"  state file    {stack.state_file}"] if stack.write_state else lines
-
-
-def try_it_command(stack: LocalStack) -> str | None:
-    """One copy-pasteable command that exercises the API (a GET route without parameters, health first)."""
-    routes = stack.http_api.routes.routes if stack.gateway and stack.http_api else []
-    candidates = [
-        r for r in routes if r.method in ("GET", "ANY") and "{" not in r.path and r.path != "$default"
-    ]
-    best = min(candidates, key=lambda r: ("health" not in r.path, len(r.path)), default=None)
-    return None if best is None or stack.gateway is None else f"curl -s {stack.gateway.url}{best.path}"
+        if self.worker is not None:
+            self.worker.stop()
+        self.join(timeout)

@@ -1,15 +1,9 @@
 """Read `template.yaml` the way CloudFormation sees it: after the SAM transform.
 
-samtranslator does SAM: its YAML helper parses the short tags; its translator runs the transform offline
-(with its bundled managed-policy map, `CodeUri`/`ContentUri` swapped for s3:// URIs first and each function's
-code directory kept in `Template.code_dirs`). From the translated CloudFormation this module reads what the
-local stack needs: the `AWS::Lambda::Function`s, their `AWS::Lambda::EventSourceMapping`s, the routes and CORS
-of each `AWS::ApiGatewayV2::Api` (its OpenAPI `Body`), and the properties `resources.py` hands to boto3.
-
-Parameters, conditions and only the intrinsic functions the translated template.yaml uses are resolved
-(`SUPPORTED_INTRINSICS`); any other fails with a message naming it. A physical name is the template's where it
-sets one, else `{stack}-{kebab-case id}`; what is learnt only on creation (a queue's URL, a secret's ARN, a
-stream's ARN) is recorded in the `PhysicalRegistry`.
+samtranslator parses it (its YAML helper) and translates it offline (its bundled managed-policy map; CodeUri
+swapped for an s3:// URI, each function's directory kept in `Template.code_dirs`). Read from the result: the
+functions, their event source mappings, each HTTP API's routes and CORS (its OpenAPI `Body`), and the
+properties `resources.py` gives boto3. Only the intrinsics the translated template.yaml uses are resolved.
 """
 
 from __future__ import annotations
@@ -65,25 +59,17 @@ UNSUPPORTED_TYPES = _words(
     AWS::ApiGatewayV2::Authorizer AWS::Events::Rule AWS::Pipes::Pipe AWS::Scheduler::Schedule
     AWS::StepFunctions::StateMachine AWS::Kinesis::Stream AWS::CloudFormation::Stack AWS::Lambda::Url"""
 )
-_NAME_PROPERTY = {
-    "AWS::S3::Bucket": "BucketName",
-    "AWS::SQS::Queue": "QueueName",
-    "AWS::SNS::Topic": "TopicName",
-    "AWS::DynamoDB::Table": "TableName",
-    "AWS::Lambda::Function": "FunctionName",
-    "AWS::SecretsManager::Secret": "Name",
-    "AWS::SSM::Parameter": "Name",
-    "AWS::Logs::LogGroup": "LogGroupName",
-}
-# What Ref and Fn::GetAtt give before the resource exists ({p}artition, {r}egion, {a}ccount, {n}ame). A None
-# Ref and the _LATE_ATTRIBUTES are learnt when it is created.
-_IDENTITY: dict[str, tuple[str | None, dict[str, str]]] = {
-    "AWS::SQS::Queue": (None, {"Arn": "arn:{p}:sqs:{r}:{a}:{n}", "QueueName": "{n}"}),
-    "AWS::S3::Bucket": ("{n}", {"Arn": "arn:{p}:s3:::{n}", "DomainName": "{n}.s3.amazonaws.com"}),
-    "AWS::DynamoDB::Table": ("{n}", {"Arn": "arn:{p}:dynamodb:{r}:{a}:table/{n}"}),
-    "AWS::SecretsManager::Secret": (None, {}),
-    "AWS::Lambda::Function": ("{n}", {"Arn": "arn:{p}:lambda:{r}:{a}:function:{n}"}),
-    "AWS::SNS::Topic": ("arn:{p}:sns:{r}:{a}:{n}", {"TopicArn": "arn:{p}:sns:{r}:{a}:{n}"}),
+# Per type: the property naming it, and what Ref and Fn::GetAtt give before it exists ({p}artition, {r}egion,
+# {a}ccount, {n}ame). A None Ref and the _LATE_ATTRIBUTES are learnt when it is created.
+_IDENTITY: dict[str, tuple[str, str | None, dict[str, str]]] = {
+    "AWS::SQS::Queue": ("QueueName", None, {"Arn": "arn:{p}:sqs:{r}:{a}:{n}", "QueueName": "{n}"}),
+    "AWS::S3::Bucket": ("BucketName", "{n}", {"Arn": "arn:{p}:s3:::{n}"}),
+    "AWS::DynamoDB::Table": ("TableName", "{n}", {"Arn": "arn:{p}:dynamodb:{r}:{a}:table/{n}"}),
+    "AWS::SecretsManager::Secret": ("Name", None, {}),
+    "AWS::SSM::Parameter": ("Name", "{n}", {}),
+    "AWS::Lambda::Function": ("FunctionName", "{n}", {"Arn": "arn:{p}:lambda:{r}:{a}:function:{n}"}),
+    "AWS::SNS::Topic": ("TopicName", "arn:{p}:sns:{r}:{a}:{n}", {"TopicArn": "arn:{p}:sns:{r}:{a}:{n}"}),
+    "AWS::Logs::LogGroup": ("LogGroupName", "{n}", {}),
 }
 _LATE_ATTRIBUTES = {"AWS::SQS::Queue": "QueueUrl", "AWS::DynamoDB::Table": "StreamArn"}
 _LATE_ATTRIBUTES["AWS::SecretsManager::Secret"] = "Id"
@@ -353,9 +339,7 @@ class Template:
         translator = Translator(None, Parser(), boto_session=session, metrics=metrics)
         policies = get_bundled_managed_policy_map(partition=self.partition)
         try:
-            translated = translator.translate(
-                sam, dict(self._overrides), get_managed_policy_map=lambda: policies
-            )
+            translated = translator.translate(sam, self._overrides, get_managed_policy_map=lambda: policies)
         except InvalidDocumentException as e:
             causes = "; ".join(cause.message for cause in e.causes)
             raise TemplateError(f"samtranslator cannot translate {self.path}: {causes}") from e
@@ -402,9 +386,8 @@ class Template:
         if kind.startswith("AWS::SSM::Parameter::Value"):
             raise TemplateError(f"{where}: parameter {name} has type {kind}, which needs SSM: override it")
         if kind == "CommaDelimitedList" or kind.startswith("List<"):
-            return [
-                _to_str(v, where).strip() for v in (raw if isinstance(raw, list) else str(raw).split(","))
-            ]
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return [_to_str(v, where).strip() for v in items]
         value, allowed = _to_str(raw, where), decl.get("AllowedValues")
         if allowed is not None and value not in [_to_str(a, where) for a in allowed]:
             raise TemplateError(f"{where}: parameter {name}={value!r} is not one of {allowed}")
@@ -441,9 +424,8 @@ class Template:
             return self._sub(arg, physical, where)
         if name == "Fn::If":
             condition, when_true, when_false = _args(arg, 3, name, where)
-            return self.resolve(
-                when_true if self.condition(condition, where) else when_false, physical, where
-            )
+            chosen = when_true if self.condition(condition, where) else when_false
+            return self.resolve(chosen, physical, where)
         args = self.resolve(arg, physical, where)
         if name == "Ref":
             return self._ref(args, physical, where)
@@ -484,9 +466,7 @@ class Template:
         if attribute in (entry := physical[logical_id]).attributes:
             return entry.attributes[attribute]
         if _LATE_ATTRIBUTES.get(entry.type) == attribute:
-            raise UnresolvedReferenceError(
-                f"{where}: Fn::GetAtt {logical_id}.{attribute} is only known later"
-            )
+            raise UnresolvedReferenceError(f"{where}: Fn::GetAtt {logical_id}.{attribute}: known later")
         raise TemplateError(
             f"{where}: Fn::GetAtt {logical_id}.{attribute}: the local stack does not know that attribute of "
             f"{entry.type} (known: {sorted(entry.attributes)})"
@@ -518,23 +498,21 @@ class Template:
         text = json.dumps(resource.get("Properties"))  # as text: the three forms are easy to spot
         for group in re.findall(r'"Ref": "([^"]+)"|"Fn::GetAtt": \[?"([^".]+)|\$\{([A-Za-z0-9]+)', text):
             names.update(group)
-        return (names | set([depends_on] if isinstance(depends_on, str) else depends_on)) & set(
-            self.resources
-        )
+        names |= {depends_on} if isinstance(depends_on, str) else set(depends_on)
+        return names & set(self.resources)
 
     # ---------------------------------------------------------------------------- names, properties
 
     def identity(self, logical_id: str, physical: Physical) -> PhysicalResource:
         """Name a resource and say what Ref/GetAtt give before it exists."""
         kind, props = self.resources[logical_id]["Type"], self.resources[logical_id].get("Properties") or {}
-        if (prop := _NAME_PROPERTY.get(kind, "")) in props:
-            name = _to_str(
-                self.resolve(props[prop], physical, f"{logical_id}.{prop}"), f"{logical_id}.{prop}"
-            )
+        prop, ref, attributes = _IDENTITY.get(kind, ("", "{n}", {}))
+        if prop in props:
+            where = f"{logical_id}.{prop}"
+            name = _to_str(self.resolve(props[prop], physical, where), where)
         else:
             fifo = kind == "AWS::SQS::Queue" and str(props.get("FifoQueue")).lower() == "true"
             name = f"{self.stack_name}-{kebab_case(logical_id)}{'.fifo' if fifo else ''}"
-        ref, attributes = _IDENTITY.get(kind, ("{n}", {}))
         values = {"p": self.partition, "r": self.region, "a": self.account_id, "n": name}
         filled = {key: pattern.format(**values) for key, pattern in attributes.items()}
         return PhysicalResource(logical_id, kind, name, None if ref is None else ref.format(**values), filled)
@@ -594,21 +572,13 @@ class Template:
             props = self.properties(lid, physical)
             queue = physical.by_arn(arn := str(props.get("EventSourceArn", "")))
             if queue is None or queue.type != "AWS::SQS::Queue":
-                raise TemplateError(
-                    f"{lid}: an event source mapping from {arn!r} is not emulated (queues are)"
-                )
+                raise TemplateError(f"{lid}: an event source mapping from {arn!r} is not emulated")
             target = str(props.get("FunctionName", ""))
             function = next((f for f, e in functions.items() if target in (e.name, e.attributes["Arn"])), "")
             if not function or "FilterCriteria" in props:
                 raise TemplateError(f"{lid}: only mappings to the template's functions, without filters, run")
-            batch_size, window = (
-                int(props.get("BatchSize", 10)),
-                int(props.get("MaximumBatchingWindowInSeconds", 0)),
-            )
-            if batch_size > 10 and window == 0:
-                raise TemplateError(
-                    f"{lid}: BatchSize above 10 needs MaximumBatchingWindowInSeconds (as in AWS)"
-                )
+            batch_size = int(props.get("BatchSize", 10))
+            window = int(props.get("MaximumBatchingWindowInSeconds", 0))
             concurrency = (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
             event = SqsEventSpec(
                 name=lid.removeprefix(function) or lid,  # SAM names the mapping {function}{event}
@@ -627,37 +597,27 @@ class Template:
         """(logical id, properties, OpenAPI body) of every HTTP API."""
         for lid, resource in self.active_resources("AWS::ApiGatewayV2::Api"):
             if (props := resource.get("Properties") or {}).get("ProtocolType", "HTTP") != "HTTP":
-                raise TemplateError(
-                    f"resource {lid}: {props['ProtocolType']} APIs are not served locally yet"
-                )
+                raise TemplateError(f"resource {lid}: {props['ProtocolType']} APIs are not served yet")
             if not isinstance(body := props.get("Body"), dict):
                 raise TemplateError(f"resource {lid}: only APIs defined in the template (Body) are served")
             yield lid, props, body
 
     def _http_events(self, physical: Physical, functions: Physical) -> dict[str, list[Route]]:
-        by_arn, events = (
-            {entry.attributes["Arn"]: lid for lid, entry in functions.items()},
-            dict[str, list[Route]](),
-        )
+        by_arn = {entry.attributes["Arn"]: lid for lid, entry in functions.items()}
+        events: dict[str, list[Route]] = {}
         for api, _, body in self._http_apis():
             for path, operations in (body.get("paths") or {}).items():
                 for method, operation in operations.items():
-                    if "x-amazon-apigateway-integration" not in (
-                        operation if isinstance(operation, dict) else {}
-                    ):
+                    if not isinstance(operation, dict) or "x-amazon-apigateway-integration" not in operation:
                         continue  # path-level "parameters", "summary", ...
-                    where, integration = (
-                        f"{api}.{path}.{method}",
-                        operation["x-amazon-apigateway-integration"],
-                    )
+                    where = f"{api}.{path}.{method}"
+                    integration = operation["x-amazon-apigateway-integration"]
                     if str(integration.get("payloadFormatVersion", "2.0")) != "2.0":
                         raise TemplateError(f"{where}: the local HTTP API speaks payload format 2.0 only")
                     uri = _to_str(self.resolve(integration.get("uri", ""), physical, where), where)
                     function = by_arn.get(uri.partition("/functions/")[2].removesuffix("/invocations"))
                     if integration.get("type") != "aws_proxy" or function is None:
-                        raise TemplateError(
-                            f"{where}: only Lambda proxy integrations with the template's functions run"
-                        )
+                        raise TemplateError(f"{where}: only Lambda proxy integrations run locally")
                     method = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
                     events.setdefault(function, []).append(Route(method, path, function, api))
         return events

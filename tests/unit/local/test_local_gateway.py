@@ -279,7 +279,7 @@ def client() -> TestClient:
         ]
     )
     api = HttpApi(routes, {"Echo": _function("Echo", _echo)}, {"HttpApi": CORS}, max_body_bytes=1024)
-    return TestClient(gateway_app([api.route]), base_url="http://127.0.0.1:3000")
+    return TestClient(gateway_app([api]), base_url="http://127.0.0.1:3000")
 
 
 def test_app_invokes_the_function_with_the_event_and_a_context(client: TestClient) -> None:
@@ -323,7 +323,9 @@ def test_app_answers_413_for_a_body_over_the_limit(client: TestClient) -> None:
     assert client.post("/echo/1", content=b"x" * 1024).status_code == 200
 
 
-def test_app_answers_500_when_the_handler_raises(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_app_answers_500_when_the_handler_raises(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     response = client.get("/boom")
     assert (response.status_code, response.json()) == (500, {"message": "Internal Server Error"})
     assert "RuntimeError: boom" in caplog.text
