@@ -1,11 +1,8 @@
-"""The local stack: the whole system on one machine, read from `template.yaml`.
+"""The local stack: the whole system on one machine, read from `template.yaml` (`photopipe local run`).
 
-`LocalStack` starts moto on loopback, creates the template's resources there, runs the functions in this
-process (SQS event sources and the gateway included) and points boto3 at moto through `AWS_ENDPOINT_URL`, so
-handler code has no local-only branch. `photopipe local run` and `photopipe local invoke` are its CLI.
-Modules: `template` (samtranslator's translation, read), `resources` (created in moto with boto3), `runtime`
-(handlers run as Lambda would, SQS event sources), `gateway` (the local API Gateway: Starlette on uvicorn),
-`stack` (moto in a thread or a child process, the state file, `photopipe local invoke`).
+`LocalStack` starts moto on loopback, creates the template's resources there (`template`, `resources`), runs
+the functions in this process (`runtime`) behind the local API Gateway (`gateway`) and points boto3 at moto
+through `AWS_ENDPOINT_URL`, so handler code has no local-only branch.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
-"""The local API Gateway: one Starlette app, served by uvicorn in a thread.
+"""The local API Gateway: one Starlette app (`gateway_app(routes)`), served by uvicorn in a thread.
 
-`gateway_app(routes)` composes Starlette routes in order (the first full match wins); every answer of the
-gateway's own is JSON, never HTML. Today the list holds the template's HTTP APIs (`HttpApi`); the
+The routes compose in order, the first full match winning: the template's HTTP APIs (`HttpApi`) today; the
 WebSocket API (`/ws`: `$connect` authorizer, connect/disconnect handlers, the `@connections` management API)
-and the web UI's static files (`/`) join it in `LocalStack._gateway_routes`.
-
-`HttpApi` turns a request into an API Gateway HTTP API event (payload format 2.0: route key, raw path and
-query, lower-cased headers with duplicates comma-joined, cookies, path parameters, request context, base64
-bodies for binary content), invokes the real handler and reads its result as API Gateway does. At the edge
-it answers as API Gateway: unknown path 404, known path with another method 405 with `Allow`, body over
-10 MB 413, malformed request 400, handler error 500, CORS preflights from the API's CorsConfiguration.
+and the web UI's static files (`/`) join them in `LocalStack._gateway_routes`. `HttpApi` gives the real
+handler API Gateway's payload format 2.0 event, reads its result as API Gateway does, and answers as API
+Gateway at the edge: 404, 405 with `Allow`, 413 over 10 MB, 400, 500, CORS preflights; all JSON, never HTML.
 """
 
 from __future__ import annotations
@@ -354,7 +349,6 @@ class HttpApi(BaseRoute):
             source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
             server_port=int((scope.get("server") or ("", 3000))[1] or 0),
             account_id=self.account_id,
-            api_id=LOCAL_API_ID,
             protocol=f"HTTP/{scope.get('http_version', '1.1')}",
             request_id=request_id,
         )
@@ -377,19 +371,17 @@ def _raw_path(scope: Scope) -> str:
     return raw.decode("latin-1") if raw else str(scope["path"])
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, exc.headers)
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
+async def _error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (404 when no route matches) and a failure of the gateway itself, as JSON."""
+    if isinstance(exc, HTTPException):
+        return error_response(exc.status_code, exc.headers)
     logger.error("the gateway failed", exc_info=exc, extra={"path": request.url.path})
     return error_response(500)
 
 
 def gateway_app(routes: Sequence[BaseRoute]) -> Starlette:
     """The gateway's ASGI app over `routes` (the HTTP APIs; later the WebSocket API and the web UI)."""
-    handlers = {HTTPException: _http_error, Exception: _server_error}
+    handlers = {HTTPException: _error, Exception: _error}
     app = Starlette(routes=list(routes), exception_handlers=handlers)
     app.router.redirect_slashes = False  # a trailing slash is another path, as in API Gateway
     return app

@@ -1,10 +1,7 @@
-"""Create the template's queues, secrets, SSM parameters, buckets and tables with boto3 (in moto, or any
-endpoint), in dependency order (`graphlib`), each one's properties resolved just before it is created.
-
-CloudFormation properties reach boto3 under their own names wherever the API takes a member of that name
-(DynamoDB `CreateTable`, SQS queue attributes, Secrets Manager `GetRandomPassword`, SSM `PutParameter`):
-botocore's service model says which. Keys are renamed only where S3's API names them differently. Every step
-is idempotent: run again against a live endpoint, it updates what exists.
+"""Create the template's queues, secrets, SSM parameters, buckets and tables with boto3, in dependency
+order (`graphlib`). CloudFormation properties reach boto3 under their own names wherever the API has a
+member of that name (botocore's service model says which); keys are renamed only where S3 names them
+differently. Idempotent: run again against a live endpoint, it updates what exists.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from __future__ import annotations
 import graphlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -52,10 +48,10 @@ class AwsClients:
     @classmethod
     def for_endpoint(cls, endpoint: str | None, region: str) -> AwsClients:
         """Clients for `endpoint` (None: boto3's own endpoints, which moto's `mock_aws()` intercepts)."""
-        session = boto3.session.Session(LOCAL_ACCESS_KEY, LOCAL_ACCESS_KEY, region_name=region)
+        session: Any = boto3.session.Session(LOCAL_ACCESS_KEY, LOCAL_ACCESS_KEY, region_name=region)
         config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30)
         names = ("sqs", "s3", "dynamodb", "secretsmanager", "ssm")
-        return cls(*(session.client(name, endpoint_url=endpoint, config=config) for name in names))  # type: ignore[call-overload]
+        return cls(*(session.client(name, endpoint_url=endpoint, config=config) for name in names))
 
 
 def api_arguments(client: Any, operation: str, properties: dict[str, Any]) -> dict[str, Any]:
@@ -74,17 +70,110 @@ def create_resources(template: Template, clients: AwsClients) -> PhysicalRegistr
         order = list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as e:
         raise ResourceCreationError(f"resources refer to each other in a cycle: {e.args[1]}") from e
+    creator = _Creator(physical, clients, template.region)
     for lid in order:
         kind, name = template.resources[lid]["Type"], physical[lid].name
         try:
-            _CREATORS[kind](lid, template.properties(lid, physical), physical, clients, template.region)
+            getattr(creator, kind.split("::")[1].lower())(lid, template.properties(lid, physical))
         except (ClientError, BotoCoreError) as e:
             raise ResourceCreationError(f"{lid}: creating {kind} {name} failed: {e}") from e
         logger.info("resource ready", extra={"resource": lid, "type": kind, "physical_name": name})
     return physical
 
 
-Creator = Callable[[str, dict[str, Any], PhysicalRegistry, AwsClients, str], None]
+class _Creator:
+    """Creates resources, one method per service (named as the service: `sqs` creates a queue)."""
+
+    def __init__(self, physical: PhysicalRegistry, aws: AwsClients, region: str) -> None:
+        self.physical, self.aws, self.region = physical, aws, region
+
+    def sqs(self, lid: str, props: dict[str, Any]) -> None:
+        settable = cast(Any, self.aws.sqs.meta.service_model.shape_for("QueueAttributeName")).enum
+        attributes: dict[Any, str] = {k: _attribute(v) for k, v in props.items() if k in settable}
+        fifo: Any = {"FifoQueue": attributes.pop("FifoQueue")} if "FifoQueue" in attributes else {}
+        url = self.aws.sqs.create_queue(QueueName=self.physical[lid].name, Attributes=fifo)["QueueUrl"]
+        if attributes:  # set afterwards: create_queue refuses an existing queue with other attributes
+            self.aws.sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+        self.physical.record(lid, ref=url, QueueUrl=url)
+
+    def secretsmanager(self, lid: str, props: dict[str, Any]) -> None:
+        client, name = self.aws.secretsmanager, self.physical[lid].name
+        if (generate := props.get("GenerateSecretString")) is not None:
+            # As CloudFormation does: Secrets Manager's own generator, with the template's options.
+            value = client.get_random_password(**api_arguments(client, "GetRandomPassword", generate))
+            secret = value["RandomPassword"]
+            if "SecretStringTemplate" in generate:
+                document = json.loads(generate["SecretStringTemplate"])
+                secret = json.dumps({**document, generate["GenerateStringKey"]: secret})
+        elif "SecretString" in props:
+            secret = str(props["SecretString"])
+        else:
+            raise TemplateError(f"{lid}: a secret needs SecretString or GenerateSecretString")
+        try:
+            description = props.get("Description", "")
+            arn = client.create_secret(Name=name, Description=description, SecretString=secret)["ARN"]
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceExistsException":
+                raise
+            arn = client.describe_secret(SecretId=name)["ARN"]  # kept: tokens signed with it stay valid
+        self.physical.record(lid, ref=arn, Id=arn)
+
+    def ssm(self, lid: str, props: dict[str, Any]) -> None:
+        arguments = api_arguments(self.aws.ssm, "PutParameter", props)
+        arguments.pop("Tags", None)  # a map in CloudFormation, a list in the API, and refused with Overwrite
+        self.aws.ssm.put_parameter(**{**arguments, "Name": self.physical[lid].name, "Overwrite": True})
+
+    def s3(self, lid: str, props: dict[str, Any]) -> None:
+        s3, name = self.aws.s3, self.physical[lid].name
+        notifications = props.get("NotificationConfiguration") or {}
+        for unsupported in ("LambdaConfigurations", "TopicConfigurations", "EventBridgeConfiguration"):
+            if notifications.get(unsupported):
+                message = "is not supported by the local stack (only QueueConfigurations are wired)"
+                raise TemplateError(f"{lid}.NotificationConfiguration.{unsupported} {message}")
+        location: Any = {"CreateBucketConfiguration": {"LocationConstraint": self.region}}
+        try:
+            s3.create_bucket(Bucket=name, **({} if self.region == "us-east-1" else location))
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+                raise
+        if rules := (props.get("CorsConfiguration") or {}).get("CorsRules"):
+            cors: Any = [{_S3_CORS_KEYS.get(k, k): v for k, v in rule.items()} for rule in rules]
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": cors})
+        if "VersioningConfiguration" in props:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
+        queues: list[Any] = []
+        for config in notifications.get("QueueConfigurations") or []:
+            queues.append({"QueueArn": config["Queue"], "Events": [config["Event"]]})
+            if rules := ((config.get("Filter") or {}).get("S3Key") or {}).get("Rules"):
+                filter_rules = [{**rule, "Name": rule["Name"].lower()} for rule in rules]
+                queues[-1]["Filter"] = {"Key": {"FilterRules": filter_rules}}
+        if queues:  # like S3 itself, moto then sends an s3:TestEvent message to each queue
+            notification: Any = {"QueueConfigurations": queues}
+            s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=notification)
+
+    def dynamodb(self, lid: str, props: dict[str, Any]) -> None:
+        dynamodb, name = self.aws.dynamodb, self.physical[lid].name
+        request = {**api_arguments(dynamodb, "CreateTable", props), "TableName": name}
+        request.pop("SSESpecification", None)  # keyed SSEEnabled here, Enabled in the API; moot locally
+        if "StreamSpecification" in request:
+            request["StreamSpecification"] = {"StreamEnabled": True, **request["StreamSpecification"]}
+        if "ProvisionedThroughput" not in request:
+            request.setdefault("BillingMode", "PAY_PER_REQUEST")
+        try:
+            description = dynamodb.create_table(**request)["TableDescription"]
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+            description = dynamodb.describe_table(TableName=name)["Table"]
+        if (ttl := props.get("TimeToLiveSpecification")) and str(ttl.get("Enabled")).lower() == "true":
+            # moto records TTL but never deletes expired items; readers filter them out.
+            current = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+            status = current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+            if current.get("AttributeName") != ttl["AttributeName"] or not status:
+                specification: Any = {"AttributeName": ttl["AttributeName"], "Enabled": True}
+                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=specification)
+        if description.get("LatestStreamArn"):
+            self.physical.record(lid, StreamArn=description["LatestStreamArn"])
 
 
 def _attribute(value: Any) -> str:
@@ -92,111 +181,3 @@ def _attribute(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return json.dumps(value) if isinstance(value, dict) else str(value)
-
-
-def _queue(lid: str, props: dict[str, Any], physical: PhysicalRegistry, aws: AwsClients, region: str) -> None:
-    settable = cast(Any, aws.sqs.meta.service_model.shape_for("QueueAttributeName")).enum
-    attributes: dict[Any, str] = {k: _attribute(v) for k, v in props.items() if k in settable}
-    fifo: Any = {"FifoQueue": attributes.pop("FifoQueue")} if "FifoQueue" in attributes else {}
-    url = aws.sqs.create_queue(QueueName=physical[lid].name, Attributes=fifo)["QueueUrl"]
-    if attributes:  # set afterwards: create_queue refuses an existing queue with other attributes
-        aws.sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
-    physical.record(lid, ref=url, QueueUrl=url)
-
-
-def _secret(
-    lid: str, props: dict[str, Any], physical: PhysicalRegistry, aws: AwsClients, region: str
-) -> None:
-    client: SecretsManagerClient = aws.secretsmanager
-    if (generate := props.get("GenerateSecretString")) is not None:
-        # As CloudFormation does: Secrets Manager's own generator, with the template's options.
-        options = api_arguments(client, "GetRandomPassword", generate)
-        value = client.get_random_password(**options)["RandomPassword"]
-        if "SecretStringTemplate" in generate:
-            document = json.loads(generate["SecretStringTemplate"])
-            value = json.dumps({**document, generate["GenerateStringKey"]: value})
-    elif "SecretString" in props:
-        value = str(props["SecretString"])
-    else:
-        raise TemplateError(f"{lid}: a secret needs SecretString or GenerateSecretString")
-    name = physical[lid].name
-    try:
-        description = props.get("Description", "")
-        arn = client.create_secret(Name=name, Description=description, SecretString=value)["ARN"]
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "ResourceExistsException":
-            raise
-        arn = client.describe_secret(SecretId=name)["ARN"]  # kept: tokens signed with it stay valid
-    physical.record(lid, ref=arn, Id=arn)
-
-
-def _parameter(
-    lid: str, props: dict[str, Any], physical: PhysicalRegistry, aws: AwsClients, region: str
-) -> None:
-    arguments = api_arguments(aws.ssm, "PutParameter", props)
-    arguments.pop("Tags", None)  # a map in CloudFormation, a list in the API, and refused with Overwrite
-    aws.ssm.put_parameter(**{**arguments, "Name": physical[lid].name, "Overwrite": True})
-
-
-def _bucket(
-    lid: str, props: dict[str, Any], physical: PhysicalRegistry, aws: AwsClients, region: str
-) -> None:
-    s3, name, notifications = aws.s3, physical[lid].name, props.get("NotificationConfiguration") or {}
-    for unsupported in ("LambdaConfigurations", "TopicConfigurations", "EventBridgeConfiguration"):
-        if notifications.get(unsupported):
-            message = "is not supported by the local stack (only QueueConfigurations are wired)"
-            raise TemplateError(f"{lid}.NotificationConfiguration.{unsupported} {message}")
-    location: Any = {"CreateBucketConfiguration": {"LocationConstraint": region}}
-    location = {} if region == "us-east-1" else location
-    try:
-        s3.create_bucket(Bucket=name, **location)
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
-            raise
-    if rules := (props.get("CorsConfiguration") or {}).get("CorsRules"):
-        cors: Any = [{_S3_CORS_KEYS.get(k, k): v for k, v in rule.items()} for rule in rules]
-        s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": cors})
-    if "VersioningConfiguration" in props:
-        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
-    queues: list[Any] = []
-    for config in notifications.get("QueueConfigurations") or []:
-        queues.append({"QueueArn": config["Queue"], "Events": [config["Event"]]})
-        if rules := ((config.get("Filter") or {}).get("S3Key") or {}).get("Rules"):
-            queues[-1]["Filter"] = {"Key": {"FilterRules": [{**r, "Name": r["Name"].lower()} for r in rules]}}
-    if queues:  # like S3 itself, moto then sends an s3:TestEvent message to each queue
-        notification: Any = {"QueueConfigurations": queues}
-        s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=notification)
-
-
-def _table(lid: str, props: dict[str, Any], physical: PhysicalRegistry, aws: AwsClients, region: str) -> None:
-    dynamodb: DynamoDBClient = aws.dynamodb
-    request = {**api_arguments(dynamodb, "CreateTable", props), "TableName": (name := physical[lid].name)}
-    request.pop("SSESpecification", None)  # its keys differ from the API's (SSEEnabled/Enabled); moot locally
-    if "StreamSpecification" in request:
-        request["StreamSpecification"] = {"StreamEnabled": True, **request["StreamSpecification"]}
-    if "ProvisionedThroughput" not in request:
-        request.setdefault("BillingMode", "PAY_PER_REQUEST")
-    try:
-        description = dynamodb.create_table(**request)["TableDescription"]
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "ResourceInUseException":
-            raise
-        description = dynamodb.describe_table(TableName=name)["Table"]
-    if (ttl := props.get("TimeToLiveSpecification")) and str(ttl.get("Enabled")).lower() == "true":
-        # moto records TTL but never deletes expired items; readers filter them out.
-        current = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        status = current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
-        if current.get("AttributeName") != ttl["AttributeName"] or not status:
-            specification: Any = {"AttributeName": ttl["AttributeName"], "Enabled": True}
-            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=specification)
-    if description.get("LatestStreamArn"):
-        physical.record(lid, StreamArn=description["LatestStreamArn"])
-
-
-_CREATORS: dict[str, Creator] = {
-    "AWS::SQS::Queue": _queue,
-    "AWS::SecretsManager::Secret": _secret,
-    "AWS::SSM::Parameter": _parameter,
-    "AWS::S3::Bucket": _bucket,
-    "AWS::DynamoDB::Table": _table,
-}

@@ -1,10 +1,7 @@
-"""Run Lambda handlers in this process the way Lambda would: environment, context object, SQS polling.
-
-`LocalFunction` imports `{CodeUri}/{module}.py` under a module name unique to the function (every function has
-an `app.py`) and invokes its handler with a `LambdaContext`, one invocation at a time (one warm execution
-environment). `SqsEventSource` is the event source mapping: it long-polls a queue, builds Lambda SQS events,
-honours `ReportBatchItemFailures`, deletes what succeeded and makes what failed visible again after a short
-local retry delay, so the queue's redrive policy moves poison messages to its DLQ after `maxReceiveCount`.
+"""Run Lambda handlers in this process as Lambda would: `LocalFunction` (a module name per function, a
+`LambdaContext`, one invocation at a time) and `SqsEventSource`, the event source mapping: it long-polls a
+queue, honours `ReportBatchItemFailures`, deletes what succeeded and makes what failed visible again after a
+short retry delay, so the queue's redrive policy moves poison messages to its DLQ after `maxReceiveCount`.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("photopipe_local.runtime")
 
-RETRY_DELAY_ENV, DEFAULT_RETRY_DELAY_SECONDS, SQS_RECEIVE_MAX = "PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS", 1, 10
+RETRY_DELAY_ENV, SQS_RECEIVE_MAX = "PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS", 10
 # Removed from the process environment while the stack runs: they would point boto3 somewhere else
 # (profiles, session tokens, per-service endpoints) or change Powertools' behaviour (POWERTOOLS_DEV).
 REMOVED_ENVIRONMENT = {"POWERTOOLS_DEV", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"}
@@ -155,6 +152,9 @@ class LocalFunction:
     def load(cls, spec: FunctionSpec, module_name: str | None = None) -> LocalFunction:
         return cls(spec, load_handler(spec, module_name))
 
+    def unload(self) -> None:
+        sys.modules.pop(module_name_for(self.spec.logical_id), None)
+
     def invoke(self, event: Any, *, request_id: str | None = None) -> Any:
         """Invoke the handler; its exception propagates to the caller (who decides what failure means)."""
         with self._lock:
@@ -232,16 +232,24 @@ class SqsEventSource(threading.Thread):
         sqs: SQSClient,
         *,
         region: str | None = None,  # the queue's, from its ARN unless given
-        retry_delay_seconds: int = DEFAULT_RETRY_DELAY_SECONDS,
+        retry_delay_seconds: int | None = None,  # None: $PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS, else 1
     ) -> None:
         super().__init__(name=f"{function.spec.logical_id}.{event.name}", daemon=True)
         self.function, self.event, self.queue_url, self.sqs = function, event, queue_url, sqs
-        self.region, self.retry_delay_seconds = region or event.queue_arn.split(":")[3], retry_delay_seconds
-        self.busy, self._stopping = threading.Event(), threading.Event()  # busy: a batch is being handled
-        self.failed_records = 0
+        self.region = region or event.queue_arn.split(":")[3]
+        delay = retry_delay_seconds
+        self.retry_delay_seconds = retry_delay_from_environment() if delay is None else delay
+        self.busy, self._stopping, self.failed_records = threading.Event(), threading.Event(), 0
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def backlog(self) -> int:
+        """Messages visible, in flight or delayed in the queue (moto keeps these counts exact)."""
+        counts: Any = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        counts.append("ApproximateNumberOfMessagesDelayed")
+        response = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=counts)
+        return sum(int(value) for value in response["Attributes"].values())
 
     def run(self) -> None:
         logger.info("sqs poller started", extra={"event_source": self.name, "queue": self.queue_url})
@@ -329,11 +337,3 @@ class SqsEventSource(threading.Thread):
                 result = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
             for failure in result.get("Failed", []):
                 logger.error("settling a message failed", extra={"event_source": self.name, **failure})
-
-
-def queue_backlog(sqs: SQSClient, queue_url: str) -> int:
-    """Messages visible, in flight or delayed in a queue (moto keeps these counts exact)."""
-    kinds = ("Messages", "MessagesNotVisible", "MessagesDelayed")
-    names: Any = [f"ApproximateNumberOf{kind}" for kind in kinds]
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-    return sum(int(value) for value in attributes.values())

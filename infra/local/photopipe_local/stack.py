@@ -18,7 +18,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -32,18 +31,9 @@ from starlette.routing import BaseRoute
 
 from photopipe_local.gateway import GatewayServer, HttpApi, RouteTable, gateway_app
 from photopipe_local.resources import AwsClients, create_resources
-from photopipe_local.runtime import (
-    LocalFunction,
-    SqsEventSource,
-    local_environment,
-    module_name_for,
-    patched_environ,
-    queue_backlog,
-    retry_delay_from_environment,
-)
+from photopipe_local.runtime import LocalFunction, SqsEventSource, local_environment, patched_environ
 from photopipe_local.template import (
     DEFAULT_STACK_NAME,
-    CorsConfig,
     FunctionSpec,
     PhysicalRegistry,
     PhysicalResource,
@@ -74,8 +64,8 @@ def reachable(endpoint: str) -> bool:
 
 
 class MotoServer:
-    """moto in server mode on loopback: a thread of this process (`ThreadedMotoServer`), or with `process=True`
-    a `moto_server` child process, out of the handlers' GIL. Clients reach it over HTTP either way."""
+    """moto in server mode on loopback: a thread of this process (`ThreadedMotoServer`), or with
+    `process=True` a `moto_server` child process, out of the handlers' GIL. Clients reach it over HTTP."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, process: bool = False) -> None:
         self.host, self.requested_port, self.process, self.port = host, port, process, 0
@@ -99,30 +89,24 @@ class MotoServer:
 
             self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
             self._server.start()
-        else:
+        else:  # its output (werkzeug logs each request) is dropped; `moto_server -p PORT` shows a failure
             command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
-            with tempfile.TemporaryFile() as errors:  # not a pipe: werkzeug's log of each request fills one
-                self._child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)  # noqa: S603
-                deadline = time.monotonic() + timeout
-                while not reachable(self.endpoint):
-                    if self._child.poll() is not None or time.monotonic() > deadline:
-                        self.stop()
-                        errors.seek(0)
-                        output = errors.read()[-2000:].decode(errors="replace")
-                        raise RuntimeError(f"moto did not start on {self.endpoint}: {output}")
-                    time.sleep(0.05)
+            quiet = subprocess.DEVNULL
+            self._child = subprocess.Popen(command, stdout=quiet, stderr=quiet)  # noqa: S603 - our own argv
+            deadline = time.monotonic() + timeout
+            while not reachable(self.endpoint):
+                if self._child.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"moto_server did not start on {self.endpoint}")
+                time.sleep(0.05)
         logger.info("moto server listening", extra={"endpoint": self.endpoint, "child_process": self.process})
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
-        if self._child is not None:
-            self._child.terminate()
-            try:
-                self._child.wait(10)
-            except subprocess.TimeoutExpired:
-                self._child.kill()
-                self._child.wait()
+        if self._child is not None:  # nothing to flush: moto keeps everything in memory
+            self._child.kill()
+            self._child.wait()
         self._server = self._child = None
 
 
@@ -169,15 +153,12 @@ class LocalStack:
         moto_port = moto_port if moto_port is not None else _port_from_env(MOTO_PORT_ENV)
         self.moto = MotoServer(host, moto_port or 0, process=moto_process)
         self.external_endpoint, self.host, self.env_overrides = moto_endpoint, host, dict(env_overrides or {})
-        self.retry_delay_seconds: int = retry_delay_seconds or 0
-        if retry_delay_seconds is None:
-            self.retry_delay_seconds = retry_delay_from_environment()
+        self.retry_delay_seconds = retry_delay_seconds
         self.serve_http, self.write_state = serve_http, write_state
         self.state_file = Path(state_file) if state_file else default_state_file(self.template.path)
         self.endpoint, self.environment, self.physical = "", dict[str, str](), PhysicalRegistry()
         self.clients: AwsClients | None = None
         self.function_specs: tuple[FunctionSpec, ...] = ()
-        self.http_apis: dict[str, CorsConfig | None] = {}
         self.functions: dict[str, LocalFunction] = {}
         self.event_sources: list[SqsEventSource] = []
         self.http_api: HttpApi | None = None
@@ -228,7 +209,6 @@ class LocalStack:
         self.endpoint, clients = endpoint, AwsClients.for_endpoint(endpoint, self.region)
         self.physical, self.clients = create_resources(self.template, clients), clients
         self.function_specs = specs = self.template.functions(self.physical)
-        self.http_apis = self.template.http_apis(self.physical)
         self.environment = local_environment(endpoint, self.region, specs, self.env_overrides)
         running.enter_context(patched_environ(self.environment))  # before importing: settings may be read
         running.callback(self._unload_functions)
@@ -247,7 +227,8 @@ class LocalStack:
             worker.start()
 
         routes = RouteTable.from_functions(self.function_specs)
-        self.http_api = HttpApi(routes, self.functions, self.http_apis, account_id=self.account_id)
+        cors = self.template.http_apis(self.physical)
+        self.http_api = HttpApi(routes, self.functions, cors, account_id=self.account_id)
         if self.gateway is not None and (gateway_routes := self._gateway_routes()):
             self.gateway.start(gateway_app(gateway_routes))
             running.callback(self.gateway.stop)  # again, to stop it first (stopping twice is harmless)
@@ -266,8 +247,8 @@ class LocalStack:
         return [self.http_api] if self.http_api.routes.routes else []
 
     def _unload_functions(self) -> None:
-        for logical_id in self.functions:
-            sys.modules.pop(module_name_for(logical_id), None)
+        for function in self.functions.values():
+            function.unload()
 
     def _stop_event_sources(self) -> None:
         for source in self.event_sources:
@@ -290,8 +271,7 @@ class LocalStack:
         assert self.clients is not None, "start the stack first"
         deadline, quiet_checks = time.monotonic() + timeout, 0
         while True:
-            sqs = self.clients.sqs
-            pending = {s.name: queue_backlog(sqs, s.queue_url) + s.busy.is_set() for s in self.event_sources}
+            pending = {source.name: source.backlog() + source.busy.is_set() for source in self.event_sources}
             if (quiet_checks := 0 if any(pending.values()) else quiet_checks + 1) >= 2:
                 return
             if time.monotonic() > deadline:
@@ -342,10 +322,10 @@ class LocalStack:
 
 
 class LocalEnhanceWorker(threading.Thread):
-    """The GPU worker, on whatever ONNX Runtime provider this machine has (CPU here), in a thread: started only
-    when an exported face model is present (`PHOTOPIPE_MODEL_DIR`, else `models/gfpgan` next to the template).
-    Without one no worker registers, so `POST /api/v1/enhance` answers 503 `enhancement_unavailable` with the
-    export command in its message."""
+    """The GPU worker, on whatever ONNX Runtime provider this machine has (CPU here), in a thread: started
+    only when an exported face model is present (`PHOTOPIPE_MODEL_DIR`, else `models/gfpgan` next to the
+    template). Without one no worker registers, so `POST /api/v1/enhance` answers 503
+    `enhancement_unavailable` with the export command in its message."""
 
     def __init__(self, environment: Mapping[str, str], model_dir: Path) -> None:
         super().__init__(name="local-enhance-worker", daemon=True)
@@ -360,9 +340,7 @@ class LocalEnhanceWorker(threading.Thread):
         if (model_dir / "manifest.json").is_file():
             return cls(environment, model_dir)
         export = "`photopipe models export --weights GFPGANv1.4.pth --out models/gfpgan`"
-        logger.info(
-            f"no face model exported: enhancement needs {export}", extra={"model_dir": str(model_dir)}
-        )
+        logger.info(f"no face model: enhancement needs {export}", extra={"model_dir": str(model_dir)})
         return None
 
     def run(self) -> None:

@@ -22,7 +22,7 @@ import boto3
 import yaml
 from samtranslator.internal.managed_policies import get_bundled_managed_policy_map
 from samtranslator.metrics.metrics import DummyMetricsPublisher, Metrics
-from samtranslator.model.exceptions import ExceptionWithMessage, InvalidDocumentException
+from samtranslator.model.exceptions import ExceptionWithMessage
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
@@ -46,7 +46,7 @@ SUPPORTED_INTRINSICS = _words("Ref Fn::GetAtt Fn::Sub Fn::FindInMap Fn::If Fn::N
 CREATED_TYPES = _words("AWS::SQS::Queue AWS::SecretsManager::Secret AWS::SSM::Parameter AWS::S3::Bucket")
 CREATED_TYPES |= {"AWS::DynamoDB::Table"}
 READ_TYPES = _words("AWS::Lambda::Function AWS::Lambda::EventSourceMapping AWS::ApiGatewayV2::Api")
-# Not needed locally: IAM, logs, alarms, keys, stages, permissions, policies, layers (the package is installed).
+# Not needed locally: IAM, logs, alarms, keys, stages, permissions, policies, layers (the package's installed)
 IGNORED_TYPES = _words(
     """AWS::Lambda::LayerVersion AWS::Lambda::LayerVersionPermission AWS::Lambda::Permission
     AWS::ApiGatewayV2::Stage AWS::SQS::QueuePolicy AWS::S3::BucketPolicy AWS::SNS::Topic AWS::SNS::TopicPolicy
@@ -289,12 +289,6 @@ class Template:
         if unknown := set(parameters or {}) - set(self._parameter_decls):
             raise TemplateError(f"parameter overrides for undeclared parameters: {sorted(unknown)}")
         self._overrides = dict(parameters or {})
-        self.code_dirs = self._swap_code_uris(sam)
-        self.document = self._translate(sam)
-        self.resources: dict[str, dict[str, Any]] = self.document.get("Resources") or {}
-        self._conditions: dict[str, bool] = {}
-        self._check_resource_types()
-        self.active = {lid for lid, _ in self.active_resources()}
         self.pseudo_parameters = {
             "AWS::Region": self.region,
             "AWS::AccountId": account_id,
@@ -305,6 +299,12 @@ class Template:
             "AWS::NotificationARNs": [],
             "AWS::NoValue": NO_VALUE,
         }
+        self.code_dirs = self._swap_code_uris(sam)
+        self.document = self._translate(sam)
+        self.resources: dict[str, dict[str, Any]] = self.document.get("Resources") or {}
+        self._conditions: dict[str, bool] = {}
+        self._check_resource_types()
+        self.active = {lid for lid, _ in self.active_resources()}
 
     def _swap_code_uris(self, sam: dict[str, Any]) -> dict[str, Path]:
         """Point CodeUri/ContentUri at s3:// (SAM insists, offline); return each function's code directory.
@@ -340,11 +340,9 @@ class Template:
         policies = get_bundled_managed_policy_map(partition=self.partition)
         try:
             translated = translator.translate(sam, self._overrides, get_managed_policy_map=lambda: policies)
-        except InvalidDocumentException as e:
-            causes = "; ".join(cause.message for cause in e.causes)
+        except ExceptionWithMessage as e:  # an InvalidDocumentException lists its causes
+            causes = "; ".join(cause.message for cause in getattr(e, "causes", [e]))
             raise TemplateError(f"samtranslator cannot translate {self.path}: {causes}") from e
-        except ExceptionWithMessage as e:
-            raise TemplateError(f"samtranslator cannot translate {self.path}: {e.message}") from e
         finally:
             metrics.publish()
         return dict(translated)
@@ -361,11 +359,8 @@ class Template:
                 extra = {"resource": lid, "type": kind}
                 logger.warning("resource type not emulated by the local stack; ignored", extra=extra)
                 continue
-            raise TemplateError(
-                f"resource {lid}: {kind} is not emulated by the local stack, and without it handlers would "
-                "silently miss events or calls. Teach photopipe_local/template.py (and resources.py) to read "
-                "it, or, if local runs do not need it, add the type to IGNORED_TYPES there."
-            )
+            message = "is not emulated by the local stack: handlers would silently miss events or calls"
+            raise TemplateError(f"resource {lid}: {kind} {message} (teach template.py, or IGNORED_TYPES)")
 
     def active_resources(self, *types: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Resources of the given types (all without types) whose Condition, if any, holds."""
@@ -416,10 +411,11 @@ class Template:
 
     def _intrinsic(self, name: str, arg: Any, physical: Physical, where: str) -> Any:
         if name not in SUPPORTED_INTRINSICS:
-            raise TemplateError(
-                f"{where}: {name} is not supported by the local stack, which resolves only the intrinsic "
-                f"functions template.yaml uses ({', '.join(sorted(SUPPORTED_INTRINSICS))})"
+            supported = ", ".join(sorted(SUPPORTED_INTRINSICS))
+            message = (
+                f"is not supported by the local stack, which resolves those template.yaml uses ({supported})"
             )
+            raise TemplateError(f"{where}: {name} {message}")
         if name == "Fn::Sub":
             return self._sub(arg, physical, where)
         if name == "Fn::If":
