@@ -435,7 +435,7 @@ class GatewayServer:
             self.bind()
         # The local stack's own logging (HttpApi logs each request), not uvicorn's.
         config = uvicorn.Config(app, http=_JsonErrorsH11Protocol, log_config=None, access_log=False)
-        config.timeout_graceful_shutdown = 5
+        config.timeout_graceful_shutdown, config.server_header = 5, False
         server = self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=server.run, args=([self._socket],), daemon=True)
         self._thread.start()

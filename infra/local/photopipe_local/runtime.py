@@ -237,8 +237,9 @@ class SqsEventSource(threading.Thread):
         super().__init__(name=f"{function.spec.logical_id}.{event.name}", daemon=True)
         self.function, self.event, self.queue_url, self.sqs = function, event, queue_url, sqs
         self.region = region or event.queue_arn.split(":")[3]
-        delay = retry_delay_seconds
-        self.retry_delay_seconds = retry_delay_from_environment() if delay is None else delay
+        if retry_delay_seconds is None:
+            retry_delay_seconds = retry_delay_from_environment()
+        self.retry_delay_seconds = retry_delay_seconds
         self.busy, self._stopping, self.failed_records = threading.Event(), threading.Event(), 0
 
     def stop(self) -> None:
@@ -246,9 +247,9 @@ class SqsEventSource(threading.Thread):
 
     def backlog(self) -> int:
         """Messages visible, in flight or delayed in the queue (moto keeps these counts exact)."""
-        counts: Any = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        counts.append("ApproximateNumberOfMessagesDelayed")
-        response = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=counts)
+        kinds = ("Messages", "MessagesNotVisible", "MessagesDelayed")
+        names: Any = [f"ApproximateNumberOf{kind}" for kind in kinds]
+        response = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)
         return sum(int(value) for value in response["Attributes"].values())
 
     def run(self) -> None:

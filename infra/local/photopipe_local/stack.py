@@ -212,7 +212,8 @@ class LocalStack:
         self.environment = local_environment(endpoint, self.region, specs, self.env_overrides)
         running.enter_context(patched_environ(self.environment))  # before importing: settings may be read
         running.callback(self._unload_functions)
-        self.functions = {spec.logical_id: LocalFunction.load(spec) for spec in self.function_specs}
+        for spec in specs:  # one by one: what loaded before a failure is unloaded by stop()
+            self.functions[spec.logical_id] = LocalFunction.load(spec)
 
         running.callback(self._stop_event_sources)
         for spec, event in ((f, e) for f in specs for e in f.sqs_events if e.enabled):

@@ -43,8 +43,9 @@ def _words(text: str) -> frozenset[str]:
 
 # Exactly the intrinsic functions template.yaml uses once translated: teach `_intrinsic` any new one.
 SUPPORTED_INTRINSICS = _words("Ref Fn::GetAtt Fn::Sub Fn::FindInMap Fn::If Fn::Not Fn::Equals")
-CREATED_TYPES = _words("AWS::SQS::Queue AWS::SecretsManager::Secret AWS::SSM::Parameter AWS::S3::Bucket")
-CREATED_TYPES |= {"AWS::DynamoDB::Table"}
+CREATED_TYPES = _words(
+    "AWS::SQS::Queue AWS::SecretsManager::Secret AWS::SSM::Parameter AWS::S3::Bucket AWS::DynamoDB::Table"
+)
 READ_TYPES = _words("AWS::Lambda::Function AWS::Lambda::EventSourceMapping AWS::ApiGatewayV2::Api")
 # Not needed locally: IAM, logs, alarms, keys, stages, permissions, policies, layers (the package's installed)
 IGNORED_TYPES = _words(
@@ -411,11 +412,8 @@ class Template:
 
     def _intrinsic(self, name: str, arg: Any, physical: Physical, where: str) -> Any:
         if name not in SUPPORTED_INTRINSICS:
-            supported = ", ".join(sorted(SUPPORTED_INTRINSICS))
-            message = (
-                f"is not supported by the local stack, which resolves those template.yaml uses ({supported})"
-            )
-            raise TemplateError(f"{where}: {name} {message}")
+            supported = f"it resolves those template.yaml uses: {', '.join(sorted(SUPPORTED_INTRINSICS))}"
+            raise TemplateError(f"{where}: {name} is not supported by the local stack ({supported})")
         if name == "Fn::Sub":
             return self._sub(arg, physical, where)
         if name == "Fn::If":
@@ -576,13 +574,13 @@ class Template:
             batch_size = int(props.get("BatchSize", 10))
             window = int(props.get("MaximumBatchingWindowInSeconds", 0))
             concurrency = (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
+            partial = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
             event = SqsEventSpec(
                 name=lid.removeprefix(function) or lid,  # SAM names the mapping {function}{event}
                 queue_arn=arn,
                 batch_size=batch_size,
                 maximum_batching_window_seconds=window,
-                report_batch_item_failures="ReportBatchItemFailures"
-                in (props.get("FunctionResponseTypes") or []),
+                report_batch_item_failures=partial,
                 maximum_concurrency=None if concurrency is None else int(concurrency),
                 enabled=str(props.get("Enabled", "true")).lower() == "true",
             )
