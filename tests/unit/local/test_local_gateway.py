@@ -62,7 +62,7 @@ def test_routes_match_like_api_gateway(
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/api/v1/images/img-1"),  # path exists, method does not: 404 in HTTP APIs
+        ("POST", "/api/v1/images/img-1"),  # path exists, method does not: no route (the gateway says 405)
         ("GET", "/api/v1/images/"),
         ("GET", "/api/v1/images/a/b"),
         ("GET", "/files"),

@@ -116,6 +116,7 @@ INTRINSICS = """
     Parameters:
       Stage: {Type: String, Default: dev, AllowedValues: [dev, prod]}
       Size: {Type: Number, Default: 42}
+      Origins: {Type: CommaDelimitedList, Default: "https://a.test,https://b.test"}
       Email: {Type: String, Default: ""}
     Conditions:
       IsProd: !Equals [!Ref Stage, prod]
@@ -136,6 +137,8 @@ INTRINSICS = """
         Type: AWS::S3::Bucket
         Properties:
           BucketName: !Sub "media-${Stage}-${AWS::AccountId}-${AWS::Region}"
+          CorsConfiguration:
+            CorsRules: [{AllowedMethods: [GET], AllowedOrigins: !Ref Origins}]
       Logs:
         Type: AWS::S3::Bucket
         Properties:
@@ -217,6 +220,8 @@ def test_intrinsics_resolve_against_parameters_pseudo_parameters_and_physical_na
     assert function.timeout == 5
     assert function.memory_size == 128
     assert function.code_uri == (tmp_path / "src/fn").resolve()
+    (cors_rule,) = template.properties("Media", physical)["CorsConfiguration"]["CorsRules"]
+    assert cors_rule["AllowedOrigins"] == ["https://a.test", "https://b.test"]  # a CommaDelimitedList
     redrive = template.properties("Jobs", physical)["RedrivePolicy"]
     assert (
         redrive["deadLetterTargetArn"]
