@@ -88,16 +88,8 @@ def workload(n: int, duplicate_rate: float, seed: int = 3) -> list[tuple[str, by
 class Pipeline:
     def __init__(self) -> None:
         template = Template(ROOT / "template.yaml", stack_name="photopipe-bench", region="us-east-1")
-        clients = AwsClients(
-            sqs=boto3.client("sqs"),
-            s3=boto3.client("s3"),
-            dynamodb=boto3.client("dynamodb"),
-            secretsmanager=boto3.client("secretsmanager"),
-            ssm=boto3.client("ssm"),
-        )
-        physical = create_resources(
-            template.plan("https://sqs.us-east-1.amazonaws.com"), clients, "us-east-1"
-        )
+        clients = AwsClients.for_endpoint(None, "us-east-1")  # moto's mock_aws() intercepts boto3's endpoints
+        physical = create_resources(template, clients)
         self.env = functions_environment(template.functions(physical))
         os.environ.update(self.env)
         self.s3 = clients.s3

@@ -24,7 +24,11 @@ from photopipe_local.runtime import functions_environment
 from photopipe_local.template import Template
 from tests.conftest import ROOT, FakeContext, load_event, load_handler
 
-MOTO_SQS_ENDPOINT = "https://sqs.us-east-1.amazonaws.com"
+
+@cache
+def _template() -> Template:
+    """template.yaml as samtranslator translates it (once: translating takes a noticeable fraction of a second)."""
+    return Template(ROOT / "template.yaml", stack_name="photopipe-local", region="us-east-1")
 
 
 @cache
@@ -126,16 +130,9 @@ class Stack:
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        template = Template(ROOT / "template.yaml", stack_name="photopipe-local", region="us-east-1")
-        plan = template.plan(MOTO_SQS_ENDPOINT)
-        clients = AwsClients(
-            sqs=boto3.client("sqs"),
-            s3=boto3.client("s3"),
-            dynamodb=boto3.client("dynamodb"),
-            secretsmanager=boto3.client("secretsmanager"),
-            ssm=boto3.client("ssm"),
-        )
-        physical = create_resources(plan, clients, "us-east-1")
+        template = _template()
+        clients = AwsClients.for_endpoint(None, "us-east-1")
+        physical = create_resources(template, clients)
         env = functions_environment(template.functions(physical))
         for name, value in env.items():
             monkeypatch.setenv(name, value)

@@ -84,7 +84,8 @@ def register_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "run",
         help="start the local stack and keep it running until Ctrl+C",
         description="Start moto on loopback with the template's resources, serve the HTTP API from the "
-        "real handlers and wire the SQS event sources; stop cleanly on Ctrl+C or SIGTERM.",
+        "real handlers (the local API Gateway) and wire the SQS event sources; stop cleanly on Ctrl+C or "
+        "SIGTERM.",
     )
     run.add_argument("--template", default="template.yaml", help="SAM template (default: template.yaml)")
     run.add_argument(
@@ -95,6 +96,11 @@ def register_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         type=int,
         default=None,
         help="moto's port (default: $PHOTOPIPE_MOTO_PORT or a free one)",
+    )
+    run.add_argument(
+        "--moto-process",
+        action="store_true",
+        help="run moto as a moto_server child process (out of the handlers' GIL) instead of a thread",
     )
     run.add_argument(
         "--parameter",
@@ -128,7 +134,8 @@ def register_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 
 def _local_run(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
-    from photopipe_local.stack import LocalStack, describe, try_it_command
+    from photopipe_cli.local_stack import describe, try_it_command
+    from photopipe_local.stack import LocalStack
 
     stop = threading.Event()
 
@@ -142,7 +149,11 @@ def _local_run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         stack = LocalStack(
-            args.template, port=args.port, moto_port=args.moto_port, parameters=dict(args.parameter)
+            args.template,
+            port=args.port,
+            moto_port=args.moto_port,
+            moto_process=args.moto_process,
+            parameters=dict(args.parameter),
         )
         with stack:
             for line in describe(stack):
@@ -176,12 +187,8 @@ def _read_event(source: str) -> Any:
 
 def _local_invoke(args: argparse.Namespace) -> int:
     configure_logging()
-    from photopipe_local.stack import (
-        StackNotRunningError,
-        default_state_file,
-        invoke_function,
-        read_state,
-    )
+    from photopipe_cli.local_stack import StackNotRunningError, invoke_function, read_state
+    from photopipe_local.stack import default_state_file
 
     try:
         state = read_state(args.state_file or default_state_file(args.template))

@@ -1,12 +1,7 @@
-"""Run Lambda handlers in this process the way Lambda would: environment, context object, SQS polling.
-
-* `LocalFunction` imports `{CodeUri}/{module}.py` under a module name unique to the function (every function
-  has an `app.py`) and invokes its handler with a `LambdaContext`, one invocation at a time, like one warm
-  execution environment.
-* `SqsEventSource` is the event source mapping: it long-polls a queue, builds Lambda SQS events, honours
-  `ReportBatchItemFailures`, deletes what succeeded and makes what failed visible again after a short local
-  retry delay, so the queue's redrive policy moves poison messages to the DLQ after `maxReceiveCount`.
-* `local_environment` computes the process environment shared by every function (they all run here).
+"""Run Lambda handlers in this process as Lambda would: `LocalFunction` (a module name per function, a
+`LambdaContext`, one invocation at a time) and `SqsEventSource`, the event source mapping: it long-polls a
+queue, honours `ReportBatchItemFailures`, deletes what succeeded and makes what failed visible again after a
+short retry delay, so the queue's redrive policy moves poison messages to its DLQ after `maxReceiveCount`.
 """
 
 from __future__ import annotations
@@ -22,8 +17,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -36,20 +31,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("photopipe_local.runtime")
 
-RETRY_DELAY_ENV = "PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS"
-DEFAULT_RETRY_DELAY_SECONDS = 1
-SQS_RECEIVE_MAX = 10
-
+RETRY_DELAY_ENV, SQS_RECEIVE_MAX = "PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS", 10
 # Removed from the process environment while the stack runs: they would point boto3 somewhere else
 # (profiles, session tokens, per-service endpoints) or change Powertools' behaviour (POWERTOOLS_DEV).
-REMOVED_ENVIRONMENT = (
-    "POWERTOOLS_DEV",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-)
-REMOVED_ENVIRONMENT_PREFIXES = ("AWS_ENDPOINT_URL_",)
+REMOVED_ENVIRONMENT = {"POWERTOOLS_DEV", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"}
+REMOVED_ENVIRONMENT.add("AWS_SECURITY_TOKEN")
+Handler = Callable[[Any, Any], Any]
 
 
 class EnvironmentConflictError(Exception):
@@ -60,136 +47,66 @@ class FunctionLoadError(Exception):
     """A handler module could not be imported; the message names the function and file."""
 
 
-# -------------------------------------------------------------------------------------- environment
-
-
 def functions_environment(functions: Sequence[FunctionSpec]) -> dict[str, str]:
-    """The union of the functions' resolved environments. All functions run in this process and share
-    `os.environ`, so a variable two functions set differently is an error, not a coin toss."""
+    """The union of the functions' environments. They all run in this process and share `os.environ`, so
+    a variable two functions set differently is an error, not a coin toss."""
     union: dict[str, str] = {}
     owner: dict[str, str] = {}
     for function in functions:
         for key, value in function.environment.items():
-            if key in union and union[key] != value:
+            if union.setdefault(key, value) != value:
                 raise EnvironmentConflictError(
                     f"environment variable {key} is {union[key]!r} in {owner[key]} but {value!r} in "
                     f"{function.logical_id}; the local stack runs every function in one process, so give "
                     "them different variable names (or the same value)"
                 )
-            union[key] = value
             owner.setdefault(key, function.logical_id)
     return union
 
 
 def local_environment(
-    *,
-    endpoint: str,
-    region: str,
-    functions: Sequence[FunctionSpec],
-    overrides: Mapping[str, str] | None = None,
-    default_metrics_namespace: str = "photopipe-local",
+    endpoint: str, region: str, functions: Sequence[FunctionSpec], overrides: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Everything the local stack sets in `os.environ`: AWS plumbing, then the functions' variables, then
-    explicit overrides."""
-    environment = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": LOCAL_ACCESS_KEY,
-        "AWS_DEFAULT_REGION": region,
-        "AWS_REGION": region,
-    }
-    environment.update(functions_environment(functions))
+    """What the local stack sets in `os.environ`: AWS plumbing, the functions' variables, then overrides."""
+    environment = {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
+    environment |= {"AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": LOCAL_ACCESS_KEY}
+    environment |= functions_environment(functions)
     environment["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon on a laptop
-    environment.setdefault("POWERTOOLS_METRICS_NAMESPACE", default_metrics_namespace)
-    environment.update(overrides or {})
-    return environment
-
-
-class EnvironmentPatch:
-    """Apply a set of variables to `os.environ` (removing the ones that would interfere); restore later."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = dict(values)
-        self._saved: dict[str, str | None] | None = None
-
-    def apply(self) -> None:
-        if self._saved is not None:
-            return
-        removed = [
-            key
-            for key in os.environ
-            if key in REMOVED_ENVIRONMENT or key.startswith(REMOVED_ENVIRONMENT_PREFIXES)
-        ]
-        self._saved = {key: os.environ.get(key) for key in [*self.values, *removed]}
-        for key in removed:
-            if key not in self.values:
-                del os.environ[key]
-        os.environ.update(self.values)
-
-    def restore(self) -> None:
-        if self._saved is None:
-            return
-        for key, value in self._saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved = None
+    environment.setdefault("POWERTOOLS_METRICS_NAMESPACE", "photopipe-local")
+    return environment | dict(overrides or {})
 
 
 @contextlib.contextmanager
 def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    patch = EnvironmentPatch(values)
-    patch.apply()
-    try:
+    """`os.environ` with `values` set and the interfering variables removed, all of it restored on exit
+    (`mock.patch.dict` puts the whole mapping back)."""
+    with mock.patch.dict(os.environ, values):
+        for key in [k for k in os.environ if k in REMOVED_ENVIRONMENT or k.startswith("AWS_ENDPOINT_URL_")]:
+            if key not in values:
+                del os.environ[key]
         yield
-    finally:
-        patch.restore()
 
 
 def retry_delay_from_environment() -> int:
-    raw = os.environ.get(RETRY_DELAY_ENV)
-    if raw is None:
-        return DEFAULT_RETRY_DELAY_SECONDS
-    try:
-        value = int(raw)
-    except ValueError as e:
-        raise ValueError(f"{RETRY_DELAY_ENV} must be a whole number of seconds, got {raw!r}") from e
-    if not 0 <= value <= 43200:
-        raise ValueError(f"{RETRY_DELAY_ENV} must be between 0 and 43200 (SQS's limit), got {value}")
-    return value
-
-
-# ------------------------------------------------------------------------------------------ context
+    if not (raw := os.environ.get(RETRY_DELAY_ENV, "1")).isdigit() or int(raw) > 43200:
+        raise ValueError(f"{RETRY_DELAY_ENV} must be whole seconds, 0 to 43200 (SQS's limit): {raw!r}")
+    return int(raw)
 
 
 class LambdaContext:
     """The context object Lambda passes to a Python handler (the attributes handlers and Powertools use)."""
 
     def __init__(self, function: FunctionSpec, *, request_id: str | None = None) -> None:
-        self.function_name = function.name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = function.arn
-        self.memory_limit_in_mb = function.memory_size
+        self.function_name, self.function_version = function.name, "$LATEST"
+        self.invoked_function_arn, self.memory_limit_in_mb = function.arn, function.memory_size
         self.aws_request_id = request_id or str(uuid.uuid4())
         self.log_group_name = function.log_group or f"/aws/lambda/{function.name}"
         self.log_stream_name = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
-        self.identity = None
-        self.client_context = None
-        self.tenant_id = None
+        self.identity = self.client_context = self.tenant_id = None
         self._deadline = time.monotonic() + function.timeout
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-    def __repr__(self) -> str:
-        return f"LambdaContext(function_name={self.function_name!r}, aws_request_id={self.aws_request_id!r})"
-
-
-# ------------------------------------------------------------------------------------------ function
-
-
-Handler = Callable[[Any, Any], Any]
 
 
 def module_name_for(logical_id: str) -> str:
@@ -198,94 +115,81 @@ def module_name_for(logical_id: str) -> str:
 
 def load_handler(function: FunctionSpec, module_name: str | None = None) -> Handler:
     """Import the function's handler module afresh under a name unique to the function."""
-    path = function.module_path
+    path, lid = function.module_path, function.logical_id
+    name = module_name or module_name_for(lid)
     if not path.is_file():
-        raise FunctionLoadError(
-            f"{function.logical_id}: handler module {path} does not exist (Handler {function.handler})"
-        )
-    name = module_name or module_name_for(function.logical_id)
+        raise FunctionLoadError(f"{lid}: handler module {path} does not exist (Handler {function.handler})")
     spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:  # pragma: no cover - only for non-.py paths
-        raise FunctionLoadError(f"{function.logical_id}: cannot import {path}")
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    assert spec is not None  # a .py path always has a spec and a loader
+    assert spec.loader is not None
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except ModuleNotFoundError as e:
         sys.modules.pop(name, None)
         sibling = function.code_uri / f"{(e.name or '').split('.')[0]}.py"
-        hint = (
-            f"; {sibling.name} sits next to the handler, but functions share one process locally, so "
-            "shared code belongs in the photopipe package (the layer)"
-            if e.name and sibling.is_file()
-            else ""
-        )
-        raise FunctionLoadError(f"{function.logical_id}: importing {path} failed: {e}{hint}") from e
+        hint = f"; {sibling.name} sits next to the handler, but functions share one process locally, so "
+        hint += "shared code belongs in the photopipe package (the layer)"
+        hint = hint if sibling.is_file() else ""
+        raise FunctionLoadError(f"{lid}: importing {path} failed: {e}{hint}") from e
     except Exception as e:
-        # Whatever the module raised at import time (a missing setting, a syntax error): report it with the
+        # Whatever the module raised at import time (a missing setting, a syntax error): reported with the
         # function's name; the original exception and its traceback stay attached as the cause.
         sys.modules.pop(name, None)
-        raise FunctionLoadError(
-            f"{function.logical_id}: importing {path} failed: {type(e).__name__}: {e}"
-        ) from e
-    handler = getattr(module, function.handler_function, None)
-    if not callable(handler):
-        raise FunctionLoadError(
-            f"{function.logical_id}: {path} has no callable {function.handler_function!r}"
-        )
+        raise FunctionLoadError(f"{lid}: importing {path} failed: {type(e).__name__}: {e}") from e
+    if not callable(handler := getattr(module, function.handler_function, None)):
+        raise FunctionLoadError(f"{lid}: {path} has no callable {function.handler_function!r}")
     return handler
 
 
 class LocalFunction:
     """One function's warm execution environment: its handler, invoked one event at a time."""
 
-    def __init__(self, spec: FunctionSpec, handler: Handler, lock: threading.Lock | None = None) -> None:
-        """`lock` serialises invocations; pass one lock to several functions to run one at a time overall."""
-        self.spec = spec
-        self.handler = handler
-        self._lock = lock or threading.Lock()
+    def __init__(self, spec: FunctionSpec, handler: Handler) -> None:
+        self.spec, self.handler, self._lock = spec, handler, threading.Lock()
 
     @classmethod
-    def load(
-        cls, spec: FunctionSpec, module_name: str | None = None, lock: threading.Lock | None = None
-    ) -> LocalFunction:
-        return cls(spec, load_handler(spec, module_name), lock)
+    def load(cls, spec: FunctionSpec, module_name: str | None = None) -> LocalFunction:
+        return cls(spec, load_handler(spec, module_name))
+
+    def unload(self) -> None:
+        sys.modules.pop(module_name_for(self.spec.logical_id), None)
 
     def invoke(self, event: Any, *, request_id: str | None = None) -> Any:
         """Invoke the handler; its exception propagates to the caller (who decides what failure means)."""
         with self._lock:
-            context = LambdaContext(self.spec, request_id=request_id)
             started = time.monotonic()
             try:
-                return self.handler(event, context)
+                return self.handler(event, LambdaContext(self.spec, request_id=request_id))
             finally:
-                elapsed = time.monotonic() - started
-                if elapsed > self.spec.timeout:
-                    logger.warning(
-                        "invocation ran past the function's Timeout; Lambda would have stopped it",
-                        extra={
-                            "function": self.spec.logical_id,
-                            "timeout_s": self.spec.timeout,
-                            "duration_ms": round(elapsed * 1000),
-                        },
-                    )
+                if (elapsed := time.monotonic() - started) > self.spec.timeout:
+                    extra = {"function": self.spec.logical_id, "timeout_s": self.spec.timeout}
+                    message = "invocation ran past the function's Timeout; Lambda would have stopped it"
+                    logger.warning(message, extra=extra | {"duration_ms": round(elapsed * 1000)})
 
 
 # ---------------------------------------------------------------------------------------------- SQS
 
 
+def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    converted: dict[str, Any] = {"stringListValues": list(value.get("StringListValues", []))}
+    converted["binaryListValues"] = [base64.b64encode(v).decode() for v in value.get("BinaryListValues", [])]
+    if "StringValue" in value:
+        converted["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        converted["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+    return converted | {"dataType": value["DataType"]}
+
+
 def sqs_record(message: MessageTypeDef, *, queue_arn: str, region: str) -> dict[str, Any]:
     """A message from ReceiveMessage as Lambda puts it in an SQS event's `Records`."""
-    attributes = dict(message.get("Attributes") or {})
+    attributes = {k: _message_attribute(v) for k, v in message.get("MessageAttributes", {}).items()}
     record: dict[str, Any] = {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message.get("Body", ""),
-        "attributes": attributes,
-        "messageAttributes": {
-            name: _lambda_message_attribute(value)
-            for name, value in (message.get("MessageAttributes") or {}).items()
-        },
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": attributes,
         "md5OfBody": message.get("MD5OfBody", ""),
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
@@ -296,27 +200,13 @@ def sqs_record(message: MessageTypeDef, *, queue_arn: str, region: str) -> dict[
     return record
 
 
-def _lambda_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
-    attribute: dict[str, Any] = {
-        "stringListValues": list(value.get("StringListValues") or []),
-        "binaryListValues": [base64.b64encode(v).decode() for v in value.get("BinaryListValues") or []],
-        "dataType": value["DataType"],
-    }
-    if "StringValue" in value:
-        attribute["stringValue"] = value["StringValue"]
-    if "BinaryValue" in value:
-        attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
-    return attribute
-
-
 def failed_message_ids(response: Any, message_ids: Sequence[str]) -> tuple[set[str], str | None]:
-    """Lambda's reading of a partial batch response: the ids to retry, and why the whole batch failed
-    (None when the response is well formed). An absent, null or empty `batchItemFailures` means success."""
+    """Lambda's reading of a partial batch response: the ids to retry, and why the whole batch failed (None
+    when the response is well formed). An absent, null or empty `batchItemFailures` means success."""
     everything = set(message_ids)
     if not isinstance(response, dict) or response.get("batchItemFailures") is None:
         return set(), None
-    failures = response["batchItemFailures"]
-    if not isinstance(failures, list):
+    if not isinstance(failures := response["batchItemFailures"], list):
         return everything, f"batchItemFailures is not a list: {failures!r}"
     failed: set[str] = set()
     for item in failures:
@@ -329,201 +219,122 @@ def failed_message_ids(response: Any, message_ids: Sequence[str]) -> tuple[set[s
     return failed, None
 
 
-class SqsEventSource:
-    """An SQS event source mapping for one function event, polling in its own thread."""
+class SqsEventSource(threading.Thread):
+    """An SQS event source mapping for one function event: a thread polling the queue."""
+
+    poll_wait_seconds = 1  # how long a receive waits for the first message: the poller stops within it
 
     def __init__(
         self,
         function: LocalFunction,
         event: SqsEventSpec,
-        *,
         queue_url: str,
         sqs: SQSClient,
-        region: str,
-        retry_delay_seconds: int = DEFAULT_RETRY_DELAY_SECONDS,
-        poll_wait_seconds: int = 1,
+        *,
+        region: str | None = None,  # the queue's, from its ARN unless given
+        retry_delay_seconds: int | None = None,  # None: $PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS, else 1
     ) -> None:
-        self.function = function
-        self.event = event
-        self.queue_url = queue_url
-        self.sqs = sqs
-        self.region = region
+        super().__init__(name=f"{function.spec.logical_id}.{event.name}", daemon=True)
+        self.function, self.event, self.queue_url, self.sqs = function, event, queue_url, sqs
+        self.region = region or event.queue_arn.split(":")[3]
+        if retry_delay_seconds is None:
+            retry_delay_seconds = retry_delay_from_environment()
         self.retry_delay_seconds = retry_delay_seconds
-        self.poll_wait_seconds = poll_wait_seconds
-        self.invocations = 0
-        self.failed_records = 0
-        self._busy = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.function.spec.logical_id}.{self.event.name}"
-
-    @property
-    def busy(self) -> bool:
-        """True while a batch is being collected or processed."""
-        return self._busy.is_set()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError(f"event source {self.name} already started")
-        self._thread = threading.Thread(target=self._run, name=f"sqs-poller-{self.name}", daemon=True)
-        self._thread.start()
+        self.busy, self._stopping, self.failed_records = threading.Event(), threading.Event(), 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                logger.warning("poller did not stop in time", extra={"event_source": self.name})
+    def backlog(self) -> int:
+        """Messages visible, in flight or delayed in the queue (moto keeps these counts exact)."""
+        kinds = ("Messages", "MessagesNotVisible", "MessagesDelayed")
+        names: Any = [f"ApproximateNumberOf{kind}" for kind in kinds]
+        response = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)
+        return sum(int(value) for value in response["Attributes"].values())
 
-    # ------------------------------------------------------------------------------- polling
-
-    def _run(self) -> None:
-        logger.info(
-            "sqs poller started",
-            extra={"event_source": self.name, "queue": self.queue_url, "batch_size": self.event.batch_size},
-        )
-        while not self._stop.is_set():
+    def run(self) -> None:
+        logger.info("sqs poller started", extra={"event_source": self.name, "queue": self.queue_url})
+        while not self._stopping.is_set():
             try:
                 self.poll_once()
             except (ClientError, BotoCoreError):
-                if self._stop.is_set():
-                    break
-                logger.exception("sqs poll failed; retrying", extra={"event_source": self.name})
-                self._stop.wait(1)
+                if not self._stopping.is_set():
+                    logger.exception("sqs poll failed; retrying", extra={"event_source": self.name})
+                    self._stopping.wait(1)
         logger.info("sqs poller stopped", extra={"event_source": self.name})
 
-    def _receive(self, count: int, wait_seconds: int) -> list[MessageTypeDef]:
-        response = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max(1, min(SQS_RECEIVE_MAX, count)),
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        return list(response.get("Messages", []))
+    def _receive(self, count: int, wait: int) -> list[MessageTypeDef]:
+        most, every = max(1, min(SQS_RECEIVE_MAX, count)), ["All"]
+        options: Any = {"AttributeNames": every, "MessageAttributeNames": every, "WaitTimeSeconds": wait}
+        response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=most, **options)
+        return response.get("Messages", [])
 
     def poll_once(self) -> int:
         """Receive one batch (waiting up to `poll_wait_seconds` for the first message), invoke the function
         with it and settle the messages. Returns the batch size (0 when the queue was empty)."""
-        first = self._receive(self.event.batch_size, self.poll_wait_seconds)
-        if not first:
+        if not (first := self._receive(self.event.batch_size, self.poll_wait_seconds)):
             return 0
-        # Busy only once there is a batch: until then the messages are counted by the queue itself.
-        self._busy.set()
+        self.busy.set()  # only once there is a batch: until then the queue itself counts the messages
         try:
             batch = self._collect_batch(first)
-            if self._stop.is_set():
-                self._change_visibility(batch, 0)  # hand them back untouched
+            if self._stopping.is_set():
+                self._settle(batch, visibility=0)  # hand them back untouched
                 return 0
             self._process(batch)
             return len(batch)
         finally:
-            self._busy.clear()
+            self.busy.clear()
 
     def _collect_batch(self, first: list[MessageTypeDef]) -> list[MessageTypeDef]:
         """Top up the first messages to BatchSize within MaximumBatchingWindowInSeconds."""
-        batch_size = self.event.batch_size
         batch: dict[str, MessageTypeDef] = {m["MessageId"]: m for m in first}
-        window = self.event.maximum_batching_window_seconds
-        deadline = time.monotonic() + window
-        while len(batch) < batch_size and not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            wait = 1 if remaining >= 1 else 0
-            more = self._receive(batch_size - len(batch), wait)
+        deadline = time.monotonic() + self.event.maximum_batching_window_seconds
+        while len(batch) < self.event.batch_size and not self._stopping.is_set():
+            wait = 1 if (remaining := deadline - time.monotonic()) >= 1 else 0
+            more = self._receive(self.event.batch_size - len(batch), wait)
             batch.update({m["MessageId"]: m for m in more})
             if not more and remaining <= 0:
                 break
             if not more and wait == 0:
-                self._stop.wait(min(remaining, 0.1))
+                self._stopping.wait(min(remaining, 0.1))
         return list(batch.values())
 
     def _process(self, messages: list[MessageTypeDef]) -> None:
         records = [sqs_record(m, queue_arn=self.event.queue_arn, region=self.region) for m in messages]
-        ids = [r["messageId"] for r in records]
-        started = time.monotonic()
-        error: str | None = None
+        ids, started = [r["messageId"] for r in records], time.monotonic()
+        extra: dict[str, Any] = {"function": self.function.spec.logical_id, "event_source": self.event.name}
         try:
             response = self.function.invoke({"Records": records})
         except Exception as e:
             # Protective catch, as Lambda's own: a handler's exception fails the batch but never the poller.
             # The traceback is logged; the messages come back after the retry delay and, past the queue's
             # maxReceiveCount, land in its DLQ.
-            logger.exception(
-                "sqs handler raised; the whole batch is retried",
-                extra={"function": self.function.spec.logical_id, "batch_size": len(records)},
-            )
-            failed, error = set(ids), f"{type(e).__name__}: {e}"
+            logger.exception("sqs handler raised; the whole batch is retried", extra=extra)
+            failed, extra["error"] = set(ids), f"{type(e).__name__}: {e}"
         else:
+            failed, problem = set[str](), None
             if self.event.report_batch_item_failures:
-                failed, error = failed_message_ids(response, ids)
-                if error is not None:
-                    logger.error(
-                        "malformed partial batch response; the whole batch is retried",
-                        extra={"function": self.function.spec.logical_id, "problem": error},
-                    )
-            else:
-                failed = set()
-        duration_ms = round((time.monotonic() - started) * 1000)
-        self.invocations += 1
+                failed, problem = failed_message_ids(response, ids)
+            if problem is not None:
+                message = "malformed partial batch response; the whole batch is retried"
+                logger.error(message, extra=extra | {"problem": problem})
         self.failed_records += len(failed)
-        self._delete([m for m in messages if m["MessageId"] not in failed])
-        self._change_visibility([m for m in messages if m["MessageId"] in failed], self.retry_delay_seconds)
-        logger.info(
-            "sqs batch processed",
-            extra={
-                "function": self.function.spec.logical_id,
-                "event_source": self.event.name,
-                "batch_size": len(records),
-                "failures": len(failed),
-                "duration_ms": duration_ms,
-                **({"error": error} if error else {}),
-            },
-        )
+        self._settle([m for m in messages if m["MessageId"] not in failed])
+        self._settle([m for m in messages if m["MessageId"] in failed], visibility=self.retry_delay_seconds)
+        extra |= {"batch_size": len(records), "failures": len(failed)}
+        extra["duration_ms"] = round(1000 * (time.monotonic() - started))
+        logger.info("sqs batch processed", extra=extra)
 
-    def _delete(self, messages: list[MessageTypeDef]) -> None:
-        for chunk in _chunks(messages, SQS_RECEIVE_MAX):
-            result = self.sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
-            )
+    def _settle(self, messages: list[MessageTypeDef], visibility: int | None = None) -> None:
+        """Delete the messages (visibility None), or make them visible again after `visibility` seconds."""
+        for start in range(0, len(messages), SQS_RECEIVE_MAX):
+            entries: list[Any] = []
+            for i, m in enumerate(messages[start : start + SQS_RECEIVE_MAX]):
+                entries.append({"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]})
+                entries[-1] |= {} if visibility is None else {"VisibilityTimeout": visibility}
+            if visibility is None:
+                result: Any = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            else:
+                result = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
             for failure in result.get("Failed", []):
-                logger.error(
-                    "deleting a processed message failed", extra={"event_source": self.name, **failure}
-                )
-
-    def _change_visibility(self, messages: list[MessageTypeDef], seconds: int) -> None:
-        for chunk in _chunks(messages, SQS_RECEIVE_MAX):
-            result = self.sqs.change_message_visibility_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": seconds}
-                    for i, m in enumerate(chunk)
-                ],
-            )
-            for failure in result.get("Failed", []):
-                logger.error(
-                    "releasing a failed message failed", extra={"event_source": self.name, **failure}
-                )
-
-
-def _chunks(items: list[MessageTypeDef], size: int) -> Iterator[list[MessageTypeDef]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def queue_backlog(sqs: SQSClient, queue_url: str) -> int:
-    """Messages visible, in flight or delayed in a queue (moto keeps these counts exact)."""
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
+                logger.error("settling a message failed", extra={"event_source": self.name, **failure})

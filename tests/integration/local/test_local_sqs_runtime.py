@@ -79,10 +79,11 @@ def test_resources_exist_with_the_template_settings(stack: LocalStack) -> None:
 
 
 def test_creating_resources_again_against_a_live_moto_is_harmless(stack: LocalStack) -> None:
-    assert stack.plan is not None
     secret_before = stack.ref("ApiKey")
-    create_resources(stack.template.plan(stack.endpoint), clients(stack), stack.region)
+    again = create_resources(stack.template, clients(stack))
     assert stack.ref("ApiKey") == secret_before
+    assert again["ApiKey"].ref == secret_before
+    assert again["WorkQueue"].ref == stack.ref("WorkQueue")
     stack.wait_idle(20)  # re-putting the notification configuration sends another s3:TestEvent
 
 

@@ -1,5 +1,6 @@
-"""The full local stack over HTTP: the API Gateway v2 adapter in front of a tiny handler, the state file,
-`photopipe local invoke` against the running stack, and `photopipe local run` as a user starts it."""
+"""The full local stack over HTTP: the gateway (uvicorn, Starlette) in front of a tiny handler, API Gateway's
+own answers on a real socket, the state file, `photopipe local invoke` against the running stack, and
+`photopipe local run` as a user starts it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -165,13 +167,58 @@ def test_api_gateway_answers_of_its_own(stack: LocalStack) -> None:
     not_found = requests.get(f"{stack.api_url}/api/v1/nope", timeout=5)
     assert (not_found.status_code, not_found.json()) == (404, {"message": "Not Found"})
     wrong_method = requests.delete(f"{stack.api_url}/api/v1/health", timeout=5)
-    assert wrong_method.status_code == 404
+    assert (wrong_method.status_code, wrong_method.json()) == (405, {"message": "Method Not Allowed"})
+    assert wrong_method.headers["allow"] == "GET"
     failed = requests.get(f"{stack.api_url}/api/v1/boom", timeout=5)
     assert (failed.status_code, failed.json()) == (500, {"message": "Internal Server Error"})
     too_large = requests.post(
         f"{stack.api_url}/api/v1/notes/big", data=b"x" * (10 * 1024 * 1024 + 1), timeout=10
     )
     assert too_large.status_code == 413
+    assert too_large.json() == {"message": "Request Entity Too Large"}
+
+
+def _raw_exchange(stack: LocalStack, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (no client library tidies them up); the status, headers and body back."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=5) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "message"),
+    [
+        (b"TRACE /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, "Method Not Allowed"),
+        (
+            b"POST /api/v1/notes/n HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n{}",
+            400,
+            "Bad Request",
+        ),
+        (b"GET /api/v1/health HTTP/1.1\r\nno colon here\r\n\r\n", 400, "Bad Request"),
+        (b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400, "Bad Request"),
+        (b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "Not Found"),
+    ],
+    ids=["trace", "bad-content-length", "bad-header", "asterisk-target", "unknown-path"],
+)
+def test_edge_answers_are_json_never_html(
+    stack: LocalStack, request_bytes: bytes, status: int, message: str
+) -> None:
+    # GIVEN a request as it comes off the wire, malformed or with a method the route does not take
+    # WHEN the gateway answers it itself
+    answered, headers, body = _raw_exchange(stack, request_bytes)
+
+    # THEN it is API Gateway's JSON, with Allow on a 405
+    assert answered == status
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"message": message}
+    if status == 405:
+        assert headers["allow"] == "GET"
 
 
 def test_cors_preflight_and_headers(stack: LocalStack) -> None:

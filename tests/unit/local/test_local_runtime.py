@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import string
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from photopipe_local.resources import generate_secret_value
 from photopipe_local.runtime import (
     EnvironmentConflictError,
     FunctionLoadError,
@@ -22,7 +19,7 @@ from photopipe_local.runtime import (
     patched_environ,
     sqs_record,
 )
-from photopipe_local.template import FunctionSpec, GenerateSecretString
+from photopipe_local.template import FunctionSpec
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:work"
 
@@ -209,19 +206,3 @@ def test_a_broken_handler_module_names_the_function(tmp_path: Path) -> None:
         LocalFunction.load(spec("Fn", tmp_path))
     with pytest.raises(FunctionLoadError, match="does not exist"):
         LocalFunction.load(spec("Fn", tmp_path / "missing"))
-
-
-def test_generated_secrets_honour_the_template_options() -> None:
-    value = generate_secret_value(GenerateSecretString(password_length=64, exclude_punctuation=True))
-    assert len(value) == 64
-    assert set(value) <= set(string.ascii_letters + string.digits)
-    assert generate_secret_value(GenerateSecretString()) != generate_secret_value(GenerateSecretString())
-    document = json.loads(
-        generate_secret_value(
-            GenerateSecretString(
-                password_length=8, secret_string_template='{"user": "a"}', generate_string_key="pw"
-            )
-        )
-    )
-    assert document["user"] == "a"
-    assert len(document["pw"]) == 8

@@ -1,4 +1,5 @@
-"""The template reader: short tags, intrinsics, Globals, physical names, and the real template.yaml."""
+"""The template reader: samtranslator's parsing and translation, the intrinsics the local stack resolves (and
+the message for any other), physical names, and the real template.yaml."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ from pathlib import Path
 import pytest
 
 from photopipe_local.template import (
-    CfnYamlLoader,
+    SUPPORTED_INTRINSICS,
     PhysicalRegistry,
     Template,
     TemplateError,
     UnresolvedReferenceError,
     kebab_case,
-    merge_globals,
+    load_template,
 )
 
 REPO = Path(__file__).resolve().parents[3]
-ENDPOINT = "http://127.0.0.1:4566"
 ACCOUNT = "123456789012"
 
 
@@ -28,12 +28,12 @@ def write_template(tmp_path: Path, body: str) -> Path:
     return path
 
 
-def test_short_tags_load_as_long_form() -> None:
-    import yaml
-
-    document = yaml.load(
-        textwrap.dedent(
+def test_short_tags_load_as_long_form(tmp_path: Path) -> None:
+    document = load_template(
+        write_template(
+            tmp_path,
             """
+            Resources: {}
             a: !Ref Thing
             b: !GetAtt Queue.Arn
             c: !GetAtt [Queue, QueueName]
@@ -45,9 +45,8 @@ def test_short_tags_load_as_long_form() -> None:
             i: !FindInMap [M, K, V]
             j: !Select [0, !Split [",", "a,b"]]
             k: !GetAtt Endpoint.Address.Port
-            """
-        ),
-        Loader=CfnYamlLoader,  # noqa: S506 - a SafeLoader subclass
+            """,
+        )
     )
     assert document["a"] == {"Ref": "Thing"}
     assert document["b"] == {"Fn::GetAtt": ["Queue", "Arn"]}
@@ -75,19 +74,45 @@ def test_kebab_case(logical_id: str, expected: str) -> None:
     assert kebab_case(logical_id) == expected
 
 
-def test_globals_merge_maps_append_lists_and_let_the_resource_win() -> None:
-    merged = merge_globals(
-        {"Timeout": 30, "Layers": ["a"], "Environment": {"Variables": {"A": "global", "B": "global"}}},
-        {"Timeout": 60, "Layers": ["b"], "Environment": {"Variables": {"B": "local", "C": {"Ref": "X"}}}},
+def test_globals_merge_maps_append_lists_and_let_the_resource_win(tmp_path: Path) -> None:
+    # GIVEN Globals and a function that overrides a scalar, adds a layer and overrides one variable
+    path = write_template(
+        tmp_path,
+        """
+        Transform: AWS::Serverless-2016-10-31
+        Parameters:
+          X: {Type: String, Default: x-value}
+        Globals:
+          Function:
+            Runtime: python3.12
+            Timeout: 30
+            Layers: [a]
+            Environment: {Variables: {A: global, B: global}}
+        Resources:
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: f
+              Handler: app.handler
+              Timeout: 60
+              Layers: [b]
+              Environment: {Variables: {B: local, C: !Ref X}}
+        """,
     )
-    assert merged == {
-        "Timeout": 60,
-        "Layers": ["a", "b"],
-        "Environment": {"Variables": {"A": "global", "B": "local", "C": {"Ref": "X"}}},
-    }
+    # WHEN samtranslator has merged them
+    template = Template(path)
+    merged = template.resources["Fn"]["Properties"]
+    (function,) = template.functions(template.plan())
+
+    # THEN maps merge, lists append, and the resource wins
+    assert merged["Timeout"] == 60
+    assert merged["Layers"] == ["a", "b"]
+    assert merged["Environment"] == {"Variables": {"A": "global", "B": "local", "C": {"Ref": "X"}}}
+    assert function.environment == {"A": "global", "B": "local", "C": "x-value"}
 
 
 INTRINSICS = """
+    Transform: AWS::Serverless-2016-10-31
     Parameters:
       Stage: {Type: String, Default: dev, AllowedValues: [dev, prod]}
       Size: {Type: Number, Default: 42}
@@ -112,6 +137,8 @@ INTRINSICS = """
         Type: AWS::S3::Bucket
         Properties:
           BucketName: !Sub "media-${Stage}-${AWS::AccountId}-${AWS::Region}"
+          CorsConfiguration:
+            CorsRules: [{AllowedMethods: [GET], AllowedOrigins: !Ref Origins}]
       Logs:
         Type: AWS::S3::Bucket
         Properties:
@@ -125,7 +152,7 @@ INTRINSICS = """
       JobsDLQ:
         Type: AWS::SQS::Queue
         Properties:
-          QueueName: !Join ["-", [!Ref "AWS::StackName", dlq]]
+          QueueName: !Sub "${AWS::StackName}-dlq"
       Secret:
         Type: AWS::SecretsManager::Secret
         Properties:
@@ -148,16 +175,12 @@ INTRINSICS = """
               QUEUE_NAME: !GetAtt Jobs.QueueName
               SECRET: !Ref Secret
               SIZE: !Ref Size
-              FIRST_ORIGIN: !Select [0, !Ref Origins]
-              ORIGINS: !Join [" ", !Ref Origins]
               PROD: !If [IsProd, "yes", "no"]
               EMAIL: !If [HasEmail, !Ref Email, !Ref "AWS::NoValue"]
               MAX: !FindInMap [Limits, Queue, MaxReceiveCount]
-              B64: !Base64 hi
               LITERAL: !Sub "${!NotAVariable}-${Greeting}"
               VARS: !Sub ["${Prefix}/${Media.Arn}", {Prefix: !Ref Stage}]
               PARTITION: !Sub "${AWS::Partition}.${AWS::URLSuffix}"
-              SPLIT: !Select [1, !Split ["/", "a/b/c"]]
 """
 
 
@@ -166,69 +189,100 @@ def test_intrinsics_resolve_against_parameters_pseudo_parameters_and_physical_na
     body = INTRINSICS.replace("${Greeting}", "${Stage}")
     template = Template(write_template(tmp_path, body), stack_name="st", region="eu-west-1")
 
-    # WHEN it is planned and the secret's ARN is known
-    plan = template.plan(ENDPOINT)
-    plan.physical.record(
-        "Secret", ref="arn:aws:secretsmanager:eu-west-1:123456789012:secret:st-secret-AbCdEf"
-    )
-    (function,) = template.functions(plan.physical)
+    # WHEN it is planned and the created queue's URL and secret's ARN are known
+    physical = template.plan()
+    physical.record("Jobs", ref=f"http://127.0.0.1:4566/{ACCOUNT}/st-jobs")
+    physical.record("Secret", ref="arn:aws:secretsmanager:eu-west-1:123456789012:secret:st-secret-AbCdEf")
+    (function,) = template.functions(physical)
 
     # THEN names come from the template where it sets them, else {stack}-{kebab id}
-    assert plan.physical["Media"].name == f"media-dev-{ACCOUNT}-eu-west-1"
-    assert plan.physical["Logs"].name == f"media-dev-{ACCOUNT}-eu-west-1-logs"
-    assert plan.physical["Jobs"].name == "st-jobs"
-    assert plan.physical["JobsDLQ"].name == "st-dlq"
-    assert "Only" not in plan.physical  # its condition is false
+    assert physical["Media"].name == f"media-dev-{ACCOUNT}-eu-west-1"
+    assert physical["Logs"].name == f"media-dev-{ACCOUNT}-eu-west-1-logs"
+    assert physical["Jobs"].name == "st-jobs"
+    assert physical["JobsDLQ"].name == "st-dlq"
+    assert "Only" not in physical  # its condition is false
     env = function.environment
     assert env == {
         "STAGE": "dev",
         "SHARED": "local",
         "BUCKET": f"media-dev-{ACCOUNT}-eu-west-1",
         "BUCKET_ARN": f"arn:aws:s3:::media-dev-{ACCOUNT}-eu-west-1",
-        "QUEUE_URL": f"{ENDPOINT}/{ACCOUNT}/st-jobs",
+        "QUEUE_URL": f"http://127.0.0.1:4566/{ACCOUNT}/st-jobs",
         "QUEUE_NAME": "st-jobs",
         "SECRET": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:st-secret-AbCdEf",
         "SIZE": "42",
-        "FIRST_ORIGIN": "https://a.test",
-        "ORIGINS": "https://a.test https://b.test",
         "PROD": "no",
         "MAX": "3",
-        "B64": "aGk=",
         "LITERAL": "${NotAVariable}-dev",
         "VARS": f"dev/arn:aws:s3:::media-dev-{ACCOUNT}-eu-west-1",
         "PARTITION": "aws.amazonaws.com",
-        "SPLIT": "b",
     }
     assert function.timeout == 5
     assert function.memory_size == 128
     assert function.code_uri == (tmp_path / "src/fn").resolve()
-    (jobs, dlq) = plan.queues
-    assert jobs.redrive_policy is not None
+    (cors_rule,) = template.properties("Media", physical)["CorsConfiguration"]["CorsRules"]
+    assert cors_rule["AllowedOrigins"] == ["https://a.test", "https://b.test"]  # a CommaDelimitedList
+    redrive = template.properties("Jobs", physical)["RedrivePolicy"]
     assert (
-        jobs.redrive_policy.dead_letter_target_arn == dlq.arn == "arn:aws:sqs:eu-west-1:123456789012:st-dlq"
+        redrive["deadLetterTargetArn"]
+        == physical["JobsDLQ"].attributes["Arn"]
+        == "arn:aws:sqs:eu-west-1:123456789012:st-dlq"
     )
-    assert jobs.redrive_policy.max_receive_count == 3
+    assert redrive["maxReceiveCount"] == 3
+
+
+@pytest.mark.parametrize(
+    ("expression", "intrinsic"),
+    [
+        ("!Base64 hi", "Fn::Base64"),
+        ('!Join [" ", [a, b]]', "Fn::Join"),
+        ('!Select [1, !Split ["/", "a/b/c"]]', "Fn::Select"),
+        ("!ImportValue other-stack-queue", "Fn::ImportValue"),
+        ("!GetAZs ''", "Fn::GetAZs"),
+    ],
+)
+def test_an_intrinsic_the_template_does_not_use_fails_naming_it(
+    tmp_path: Path, expression: str, intrinsic: str
+) -> None:
+    # GIVEN a function variable set with an intrinsic function template.yaml does not use
+    body = INTRINSICS.replace("${Greeting}", "x").replace(
+        "              PARTITION:", f"              ODD: {expression}\n              PARTITION:"
+    )
+    template = Template(write_template(tmp_path, body))
+    physical = template.plan()
+    physical.record("Jobs", ref="http://127.0.0.1:4566/q")
+    physical.record("Secret", ref="arn:secret")
+
+    # WHEN the function is read THEN the message names the intrinsic, where it is, and what is supported
+    with pytest.raises(TemplateError) as raised:
+        template.functions(physical)
+    message = str(raised.value)
+    assert f"Fn.Environment.Variables.ODD: {intrinsic} is not supported by the local stack" in message
+    assert all(name in message for name in SUPPORTED_INTRINSICS)
 
 
 def test_parameter_overrides_and_conditions(tmp_path: Path) -> None:
     body = INTRINSICS.replace("${Greeting}", "x")
     template = Template(write_template(tmp_path, body), parameters={"Stage": "prod", "Email": "a@b.test"})
-    physical = template.plan(ENDPOINT).physical
+    physical = template.plan()
+    physical.record("Jobs", ref="http://127.0.0.1:4566/q")
     physical.record("Secret", ref="arn:secret")
     (function,) = template.functions(physical)
     assert "Only" in physical
     assert function.environment["PROD"] == "yes"
     assert function.environment["EMAIL"] == "a@b.test"
     with pytest.raises(TemplateError, match="not one of"):
-        Template(write_template(tmp_path, body), parameters={"Stage": "qa"}).plan(ENDPOINT)
+        Template(write_template(tmp_path, body), parameters={"Stage": "qa"}).plan()
     with pytest.raises(TemplateError, match="undeclared"):
         Template(write_template(tmp_path, body), parameters={"Nope": "1"})
 
 
 def test_a_secret_arn_is_only_known_once_created(tmp_path: Path) -> None:
     template = Template(write_template(tmp_path, INTRINSICS.replace("${Greeting}", "x")))
+    physical = template.plan()
+    physical.record("Jobs", ref="http://127.0.0.1:4566/q")
     with pytest.raises(UnresolvedReferenceError, match=r"Fn\.Environment\.Variables\.SECRET: Ref Secret"):
-        template.functions(template.plan(ENDPOINT).physical)
+        template.functions(physical)
 
 
 @pytest.mark.parametrize(
@@ -255,11 +309,22 @@ def test_a_secret_arn_is_only_known_once_created(tmp_path: Path) -> None:
     ],
 )
 def test_unsupported_things_that_matter_fail_loudly(tmp_path: Path, resource: str, message: str) -> None:
-    path = write_template(tmp_path, f"Resources:\n  Thing:\n    {resource}\n".replace("\n        ", "\n    "))
+    path = write_template(
+        tmp_path,
+        f"Transform: AWS::Serverless-2016-10-31\nResources:\n  Thing:\n    {resource}\n".replace(
+            "\n        ", "\n    "
+        ),
+    )
 
     def read() -> None:
+        from moto import mock_aws
+
+        from photopipe_local.resources import AwsClients, create_resources
+
         template = Template(path)
-        template.functions(template.plan(ENDPOINT).physical)
+        with mock_aws():
+            clients = AwsClients.for_endpoint(None, "us-east-1")
+            template.functions(create_resources(template, clients))
 
     with pytest.raises(TemplateError, match=message) as raised:
         read()
@@ -279,8 +344,8 @@ def test_ignored_and_unknown_types_do_not_stop_the_stack(
           Odd: {Type: AWS::Foo::Bar}
         """,
     )
-    plan = Template(path).plan(ENDPOINT)
-    assert plan.physical["Topic"].ref == "arn:aws:sns:us-east-1:123456789012:photopipe-local-topic"
+    physical = Template(path).plan()
+    assert physical["Topic"].ref == "arn:aws:sns:us-east-1:123456789012:photopipe-local-topic"
     assert [(r.resource, r.type) for r in caplog.records] == [("Odd", "AWS::Foo::Bar")]  # type: ignore[attr-defined]
 
 
@@ -288,6 +353,7 @@ def test_globals_http_api_cors_applies_to_the_implicit_api(tmp_path: Path) -> No
     path = write_template(
         tmp_path,
         """
+        Transform: AWS::Serverless-2016-10-31
         Globals:
           HttpApi:
             CorsConfiguration:
@@ -308,18 +374,18 @@ def test_globals_http_api_cors_applies_to_the_implicit_api(tmp_path: Path) -> No
         """,
     )
     template = Template(path)
-    physical = template.plan(ENDPOINT).physical
+    physical = template.plan()
     (function,) = template.functions(physical)
     assert [(e.method, e.path, e.api, e.route_key) for e in function.http_events] == [
         ("ANY", "/files/{proxy+}", "ServerlessHttpApi", "ANY /files/{proxy+}"),
         ("ANY", "$default", "ServerlessHttpApi", "$default"),
     ]
-    (api,) = template.http_apis(physical)
-    assert api.cors is not None
-    assert api.cors.allow_origins == ("https://app.test",)
-    assert api.cors.allow_headers == ("authorization",)
-    assert api.cors.allow_methods == ("GET", "POST")
-    assert api.cors.max_age == 60
+    (cors,) = template.http_apis(physical).values()
+    assert cors is not None
+    assert cors.allow_origins == ("https://app.test",)
+    assert cors.allow_headers == ("authorization",)
+    assert cors.allow_methods == ("GET", "POST")
+    assert cors.max_age == 60
 
 
 # ------------------------------------------------------------------------------ the real template
@@ -328,12 +394,14 @@ def test_globals_http_api_cors_applies_to_the_implicit_api(tmp_path: Path) -> No
 @pytest.fixture(scope="module")
 def real() -> tuple[Template, PhysicalRegistry]:
     template = Template(REPO / "template.yaml", region="us-east-1")
-    physical = template.plan(ENDPOINT).physical
+    physical = template.plan()
     for logical_id, entry in physical.items():
         if entry.type == "AWS::SecretsManager::Secret":
             physical.record(
                 logical_id, ref=f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:{entry.name}-AbCdEf"
             )
+        if entry.type == "AWS::SQS::Queue":
+            physical.record(logical_id, ref=f"http://127.0.0.1:4566/{ACCOUNT}/{entry.name}")
     return template, physical
 
 
@@ -355,21 +423,17 @@ def test_real_template_ingest_function_is_fed_by_the_ingest_queue(
 def test_real_template_media_bucket_notifies_the_ingest_queue_for_originals(
     real: tuple[Template, PhysicalRegistry],
 ) -> None:
-    template, _ = real
-    plan = template.plan(ENDPOINT)
-    buckets = {b.logical_id: b for b in plan.buckets}
-    media = buckets["MediaBucket"]
-    assert media.name == f"photopipe-media-dev-{ACCOUNT}-us-east-1"
-    (notification,) = media.queue_notifications
-    assert notification.queue_arn == plan.physical["IngestQueue"].attributes["Arn"]
-    assert notification.prefix == "originals/"
-    assert notification.event.startswith("s3:ObjectCreated:")
-    assert media.cors_rules, "browser uploads need the bucket's CORS rules"
-    queues = {q.logical_id: q for q in plan.queues}
-    redrive = queues["IngestQueue"].redrive_policy
-    assert redrive is not None
-    assert redrive.dead_letter_target_arn == queues["IngestDeadLetterQueue"].arn
-    assert redrive.max_receive_count >= 1
+    template, physical = real
+    media = template.properties("MediaBucket", physical)
+    assert physical["MediaBucket"].name == f"photopipe-media-dev-{ACCOUNT}-us-east-1"
+    (notification,) = media["NotificationConfiguration"]["QueueConfigurations"]
+    assert notification["Queue"] == physical["IngestQueue"].attributes["Arn"]
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "originals/"}]
+    assert notification["Event"].startswith("s3:ObjectCreated:")
+    assert media["CorsConfiguration"]["CorsRules"], "browser uploads need the bucket's CORS rules"
+    redrive = template.properties("IngestQueue", physical)["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == physical["IngestDeadLetterQueue"].attributes["Arn"]
+    assert redrive["maxReceiveCount"] >= 1
 
 
 def test_real_template_globals_reach_every_function_without_conflicts(

@@ -1,4 +1,5 @@
-"""The HTTP -> API Gateway v2 adapter without sockets: routes, the event's shape, responses, CORS."""
+"""The local API Gateway without sockets (Starlette's TestClient): routes, the event's shape, responses, CORS,
+and API Gateway's own answers at the edge (404, 405 with Allow, 413, 500, JSON bodies)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
-from photopipe_local.http_adapter import (
-    HttpApiApp,
-    HttpRequest,
+from photopipe_local.gateway import (
+    HttpApi,
     MalformedResponseError,
     Route,
     RouteTable,
     api_gateway_time,
     build_event,
+    gateway_app,
     response_from_result,
 )
 from photopipe_local.runtime import LocalFunction
-from photopipe_local.template import CorsConfig, FunctionSpec, HttpApiSpec
+from photopipe_local.template import CorsConfig, FunctionSpec
 
 ROUTES = RouteTable(
     [
@@ -60,7 +62,7 @@ def test_routes_match_like_api_gateway(
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/api/v1/images/img-1"),  # path exists, method does not: 404 in HTTP APIs
+        ("POST", "/api/v1/images/img-1"),  # path exists, method does not: no route (the gateway says 405)
         ("GET", "/api/v1/images/"),
         ("GET", "/api/v1/images/a/b"),
         ("GET", "/files"),
@@ -192,11 +194,11 @@ def test_response_object_is_translated() -> None:
             "isBase64Encoded": True,
         }
     )
-    assert response.status == 201
+    assert response.status_code == 201
     assert response.body == b"\x00\x01"
-    assert ("X-Count", "3") in response.headers
-    assert [v for k, v in response.headers if k == "X-Multi"] == ["a", "b"]
-    assert [v for k, v in response.headers if k == "set-cookie"] == ["session=1; HttpOnly", "theme=dark"]
+    assert response.headers["X-Count"] == "3"
+    assert response.headers.getlist("X-Multi") == ["a", "b"]
+    assert response.headers.getlist("set-cookie") == ["session=1; HttpOnly", "theme=dark"]
 
 
 @pytest.mark.parametrize(
@@ -209,8 +211,8 @@ def test_response_object_is_translated() -> None:
 )
 def test_results_without_status_code_become_200_json(result: Any, body: bytes) -> None:
     response = response_from_result(result)
-    assert response.status == 200
-    assert response.header("content-type") == "application/json"
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
     assert response.body == body
 
 
@@ -268,59 +270,78 @@ CORS = CorsConfig(
 
 
 @pytest.fixture
-def app() -> HttpApiApp:
+def client() -> TestClient:
     routes = RouteTable(
-        [Route("POST", "/echo/{id}", "Echo", "HttpApi"), Route("GET", "/boom", "Echo", "HttpApi")]
+        [
+            Route("POST", "/echo/{id}", "Echo", "HttpApi"),
+            Route("PUT", "/echo/{id}", "Echo", "HttpApi"),
+            Route("GET", "/boom", "Echo", "HttpApi"),
+        ]
     )
-    return HttpApiApp(routes, {"Echo": _function("Echo", _echo)}, [HttpApiSpec("HttpApi", "local", CORS)])
+    api = HttpApi(routes, {"Echo": _function("Echo", _echo)}, {"HttpApi": CORS}, max_body_bytes=1024)
+    return TestClient(gateway_app([api]), base_url="http://127.0.0.1:3000")
 
 
-def _request(
-    method: str, path: str, *headers: tuple[str, str], body: bytes = b"", query: str = ""
-) -> HttpRequest:
-    return HttpRequest(method=method, raw_path=path, raw_query=query, headers=list(headers), body=body)
-
-
-def test_app_invokes_the_function_with_the_event_and_a_context(app: HttpApiApp) -> None:
-    response = app.handle(
-        _request("POST", "/echo/42", ("Origin", "https://app.test"), body=b"{}", query="a=1")
-    )
-    assert response.status == 200
-    payload = json.loads(response.body)
+def test_app_invokes_the_function_with_the_event_and_a_context(client: TestClient) -> None:
+    response = client.post("/echo/42?a=1", content=b"{}", headers={"Origin": "https://app.test"})
+    assert response.status_code == 200
+    payload = response.json()
     assert payload["function"] == "test-echo"
     assert payload["event"]["pathParameters"] == {"id": "42"}
     assert payload["event"]["queryStringParameters"] == {"a": "1"}
-    assert payload["event"]["requestContext"]["requestId"] == response.header("apigw-requestid")
+    assert payload["event"]["requestContext"]["requestId"] == response.headers["apigw-requestid"]
     # API Gateway replaces the integration's CORS headers with its own
-    assert response.header("access-control-allow-origin") == "https://app.test"
+    assert response.headers["access-control-allow-origin"] == "https://app.test"
 
 
-def test_app_answers_404_for_unknown_routes(app: HttpApiApp) -> None:
-    response = app.handle(_request("GET", "/echo/42"))
-    assert (response.status, json.loads(response.body)) == (404, {"message": "Not Found"})
+def test_app_answers_404_for_unknown_routes(client: TestClient) -> None:
+    response = client.get("/nope/42")
+    assert (response.status_code, response.json()) == (404, {"message": "Not Found"})
+    assert response.headers["content-type"] == "application/json"
 
 
-def test_app_answers_500_when_the_handler_raises(app: HttpApiApp, caplog: pytest.LogCaptureFixture) -> None:
-    response = app.handle(_request("GET", "/boom"))
-    assert (response.status, json.loads(response.body)) == (500, {"message": "Internal Server Error"})
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PATCH", "TRACE", "HEAD"])
+def test_a_known_path_with_another_method_is_405_with_allow(client: TestClient, method: str) -> None:
+    response = client.request(method, "/echo/42")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST, PUT"
+    assert response.headers["content-type"] == "application/json"
+    if method != "HEAD":
+        assert response.json() == {"message": "Method Not Allowed"}
+
+
+def test_app_answers_413_for_a_body_over_the_limit(client: TestClient) -> None:
+    declared = client.post("/echo/1", content=b"x" * 1025)
+    assert (declared.status_code, declared.json()) == (413, {"message": "Request Entity Too Large"})
+
+    def chunks() -> Any:  # no Content-Length: the body is counted as it arrives
+        yield b"x" * 1000
+        yield b"x" * 1000
+
+    streamed = client.post("/echo/1", content=chunks())
+    assert (streamed.status_code, streamed.json()) == (413, {"message": "Request Entity Too Large"})
+    assert client.post("/echo/1", content=b"x" * 1024).status_code == 200
+
+
+def test_app_answers_500_when_the_handler_raises(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = client.get("/boom")
+    assert (response.status_code, response.json()) == (500, {"message": "Internal Server Error"})
     assert "RuntimeError: boom" in caplog.text
 
 
-def test_app_answers_cors_preflight(app: HttpApiApp) -> None:
-    response = app.handle(
-        _request(
-            "OPTIONS", "/echo/1", ("Origin", "https://app.test"), ("Access-Control-Request-Method", "POST")
-        )
+def test_app_answers_cors_preflight(client: TestClient) -> None:
+    response = client.options(
+        "/echo/1", headers={"Origin": "https://app.test", "Access-Control-Request-Method": "POST"}
     )
-    assert response.status == 204
-    assert response.header("access-control-allow-origin") == "https://app.test"
-    assert response.header("access-control-allow-methods") == "GET,POST"
-    assert response.header("access-control-allow-headers") == "authorization"
-    assert response.header("access-control-max-age") == "600"
-    other = app.handle(
-        _request(
-            "OPTIONS", "/echo/1", ("Origin", "https://evil.test"), ("Access-Control-Request-Method", "POST")
-        )
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == "https://app.test"
+    assert response.headers["access-control-allow-methods"] == "GET,POST"
+    assert response.headers["access-control-allow-headers"] == "authorization"
+    assert response.headers["access-control-max-age"] == "600"
+    other = client.options(
+        "/echo/1", headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"}
     )
-    assert other.status == 204
-    assert other.header("access-control-allow-origin") is None
+    assert other.status_code == 204
+    assert "access-control-allow-origin" not in other.headers
