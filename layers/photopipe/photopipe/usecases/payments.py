@@ -268,8 +268,11 @@ class Payments:
         dead = transaction is not None and transaction.trade_state in TRADE_DEAD_STATES
         if now < order.expires_at and not dead:
             return order
-        if not dead and transaction is not None and wechat.close(order.out_trade_no) == "paid":
-            paid = wechat.query(order.out_trade_no)  # paid just before the close: credit it
+        # Expired (or dead at WeChat Pay): close it there first, so it can never be paid after we stop
+        # waiting for it; a close that finds it paid means it was paid a moment ago: credit it.
+        open_there = transaction is not None and transaction.trade_state != "CLOSED"
+        if open_there and wechat.close(order.out_trade_no) == "paid":
+            paid = wechat.query(order.out_trade_no)
             if paid is not None and paid.paid:
                 return self._credit_or_review(order, paid, source="order query")[0]
             return order
