@@ -449,6 +449,7 @@ class OrderOut(BaseModel):
     created_at: str
     paid_at: str | None = None
     closed_at: str | None = None
+    transaction_id: str | None = Field(None, description="WeChat Pay's number for the payment, once paid")
     review_reason: str | None = None
     status_url: str
 

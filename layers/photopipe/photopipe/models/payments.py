@@ -33,6 +33,13 @@ class CreditPackage(BaseModel):
     amount: int = Field(gt=0, le=10_000_000, description="Price in fen (100 = ¥1.00)")
     description: str = Field("", max_length=100, description="Shown to the payer by WeChat Pay")
 
+    @field_validator("description")
+    @classmethod
+    def _fits_wechat(cls, value: str) -> str:
+        if len(value.encode()) > 127:  # WeChat Pay's limit on `description`, in UTF-8 bytes
+            raise ValueError("description must fit in 127 bytes of UTF-8")
+        return value
+
     @property
     def label(self) -> str:
         return self.description or f"{self.credits} photopipe credits"
