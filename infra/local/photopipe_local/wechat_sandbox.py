@@ -258,14 +258,19 @@ class WechatPaySandbox:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def environment(self) -> dict[str, str]:
-        """The API's settings that point it at this sandbox (the secret is `keys.secret_document()`)."""
-        return {
+    def environment(self, api_url: str | None = None) -> dict[str, str]:
+        """The API's settings that point it at this sandbox (the secret is `keys.secret_document()`).
+        With `api_url` (e.g. http://127.0.0.1:3000), notifies go to its callback route whatever host the
+        orders came in through."""
+        env = {
             "WECHAT_PAY_MCHID": self.keys.mchid,
             "WECHAT_APPID": self.keys.appid,
             "WECHAT_PAY_BASE_URL": self.base_url,
             "WECHAT_API_BASE_URL": self.base_url,
         }
+        if api_url:
+            env["WECHAT_PAY_NOTIFY_URL"] = api_url.rstrip("/") + "/api/v1/payments/wechat/notify"
+        return env
 
     # ------------------------------------------------------------------ orders
     def orders(self) -> list[SandboxOrder]:

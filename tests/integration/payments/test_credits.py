@@ -271,3 +271,30 @@ def test_refund_gives_nothing_for_a_job_that_did_not_fail(
     assert _credits().refund(job["job_id"], "not really").result == "not_refundable"  # still queued
     assert _credits().refund("no-such-job", "typo").result == "no_job"
     assert balance(api, token) == 9
+
+
+def test_the_ledger_pages_newest_first(
+    stack: Stack, api: ApiClient, ada: tuple[str, str], worker_up: None
+) -> None:
+    token, user_id = ada
+    image_ids = photos(stack, user_id, 3)
+    for image_id in image_ids:
+        assert api.call("POST", "/api/v1/enhance", body={"image_id": image_id}, token=token)[0] == 202
+
+    seen: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        status, page = api.call("GET", "/api/v1/credits", token=token, query=query)
+        assert status == 200
+        assert len(page["entries"]) <= 2
+        seen.extend(page["entries"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+
+    assert [e["kind"] for e in seen] == ["reserve", "reserve", "reserve", "grant"]
+    assert [e["at"] for e in seen] == sorted((e["at"] for e in seen), reverse=True)
+    status, body = api.call("GET", "/api/v1/credits", token=token, query={"cursor": "not-a-cursor"})
+    assert status == 400
+    assert body["error"]["code"] == "invalid_cursor"

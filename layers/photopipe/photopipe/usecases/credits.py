@@ -99,24 +99,27 @@ class Credits:
     def reserve(self, user_id: str, job_ids: Sequence[str], *, batch_id: str | None = None) -> None:
         """One credit per job, all or none; 402 `insufficient_credits` (naming how to buy more) when the
         balance does not cover them."""
-        now = utcnow_iso()
         reason = f"enhancement (batch {batch_id})" if batch_id else "enhancement"
-        entries = [
-            CreditEntry(
-                entry_id=reserve_entry_id(job_id),
-                user_id=user_id,
-                kind=EntryKind.RESERVE,
-                amount=-CREDITS_PER_PHOTO,
-                reason=reason,
-                job_id=job_id,
-                at=now,
-            )
-            for job_id in job_ids
-        ]
-        result = self.credits.reserve(user_id, entries)
+
+        def entries() -> list[CreditEntry]:
+            now = utcnow_iso()
+            return [
+                CreditEntry(
+                    entry_id=reserve_entry_id(job_id),
+                    user_id=user_id,
+                    kind=EntryKind.RESERVE,
+                    amount=-CREDITS_PER_PHOTO,
+                    reason=reason,
+                    job_id=job_id,
+                    at=now,
+                )
+                for job_id in job_ids
+            ]
+
+        result = self.credits.reserve(user_id, entries())
         if result == "no_account":
-            self.open(user_id)
-            result = self.credits.reserve(user_id, entries)
+            self.open(user_id)  # (the grant comes first in the ledger, so the entries are made after it)
+            result = self.credits.reserve(user_id, entries())
         if result != "reserved":
             have = self.open(user_id).balance
             need = CREDITS_PER_PHOTO * len(job_ids)
@@ -125,7 +128,7 @@ class Credits:
                 f"enhancing {len(job_ids)} photo(s) takes {need} credit(s) and you have {have}. {HOW_TO_BUY}",
                 code="insufficient_credits",
             )
-        metrics.add_metric(name="CreditsReserved", unit=MetricUnit.Count, value=len(entries))
+        metrics.add_metric(name="CreditsReserved", unit=MetricUnit.Count, value=len(job_ids))
 
     def refund(self, job_id: str, reason: str) -> RefundOutcome:
         """Refund a failed or cancelled job's credit, at most once (idempotent; safe to call again)."""

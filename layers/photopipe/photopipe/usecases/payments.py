@@ -398,22 +398,24 @@ class Payments:
 
     def _settle(self, order: Order, transaction: WechatTransaction) -> tuple[Order, NotifyOutcome]:
         transaction_id = transaction.transaction_id or ""
-        entry = CreditEntry(
-            entry_id=purchase_entry_id(order.order_id),
-            user_id=order.user_id,
-            kind=EntryKind.PURCHASE,
-            amount=order.credits,
-            reason=f"bought {order.package_id} for ¥{order.amount // 100}.{order.amount % 100:02d} (WeChat Pay {transaction_id})",
-            order_id=order.order_id,
-            at=utcnow_iso(),
-        )
+        price = f"¥{order.amount // 100}.{order.amount % 100:02d}"
         counters = {"orders_paid": 1, "revenue_fen": order.amount, "credits_sold": order.credits}
 
         def attempt() -> str:
+            now = utcnow_iso()
+            entry = CreditEntry(
+                entry_id=purchase_entry_id(order.order_id),
+                user_id=order.user_id,
+                kind=EntryKind.PURCHASE,
+                amount=order.credits,
+                reason=f"bought {order.package_id} for {price} (WeChat Pay {transaction_id})",
+                order_id=order.order_id,
+                at=now,
+            )
             return self.orders.settle(
                 order,
                 transaction_id=transaction_id,
-                paid_at=utcnow_iso(),
+                paid_at=now,
                 entry=self.ledger.entry_put(entry),
                 balance=self.ledger.balance_add(order.user_id, order.credits),
                 counters=[self.orders.counters_update(_day(), counters)],
