@@ -140,7 +140,7 @@ class ApiServices:
 
     @cached_property
     def payments(self) -> Payments:
-        return payments(self.settings, credits=self.credits, users=self.users, stage=self.settings.stage)
+        return payments(self.settings, credits=self.credits, users=self.users)
 
 
 @lru_cache(maxsize=1)
@@ -184,9 +184,7 @@ def wechat_pay(settings: PaymentSettings) -> WechatPayClient | None:
     )
 
 
-def payments(
-    settings: PaymentSettings, *, credits: Credits, users: UsersRepository | None, stage: str
-) -> Payments:
+def payments(settings: PaymentSettings, *, credits: Credits, users: UsersRepository | None) -> Payments:
     return Payments(
         orders=OrdersRepository(settings.orders_table),
         ledger=credits.credits,
@@ -195,7 +193,7 @@ def payments(
         checks=Queue(settings.order_checks_queue_url),
         packages=credit_packages(settings),
         wechat=wechat_pay(settings),
-        trade_prefix=f"PP{stage[:1].upper()}",
+        trade_prefix=f"PP{settings.stage[:1].upper()}",  # PPD..., PPP...: dev and prod never collide
         order_ttl_seconds=settings.order_ttl_seconds,
         query_after_seconds=settings.order_query_after_seconds,
     )
@@ -208,7 +206,7 @@ def order_checks() -> Payments:
     credits = Credits(
         credits=CreditsRepository(settings.credits_table), jobs=None, free_credits=settings.free_credits
     )
-    return payments(settings, credits=credits, users=None, stage=settings.stage)
+    return payments(settings, credits=credits, users=None)
 
 
 @lru_cache(maxsize=1)
