@@ -611,6 +611,11 @@ def test_api_function_reaches_only_its_tables_bucket_and_secret(resources: dict[
         "GpuJobsQueue",
         "ExportsQueue",
         "FleetSecret",
+        # credits and payments
+        "CreditsTable",
+        "OrdersTable",
+        "OrderChecksQueue",
+        "WechatPaySecret",
     }
     allowed = _allowed(statements)
     # the cache pre-check and the statistics only read their tables

@@ -44,6 +44,18 @@ class UnauthorizedError(PhotopipeError):
     default_code = "unauthorized"
 
 
+class PaymentRequiredError(PhotopipeError):
+    """Not enough credits; the message says how to buy more."""
+
+    status = 402
+    default_code = "insufficient_credits"
+
+
+class ForbiddenError(PhotopipeError):
+    status = 403
+    default_code = "forbidden"
+
+
 class NotFoundError(PhotopipeError):
     status = 404
     default_code = "not_found"

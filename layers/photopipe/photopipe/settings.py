@@ -91,7 +91,57 @@ class EnhanceApiSettings(_EnvSettings):
     enhance_queue_when_no_workers: bool = Field(False, alias="ENHANCE_QUEUE_WHEN_NO_WORKERS")
 
 
-class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings):
+# The price list: 10 credits for ¥1, 60 for ¥5, 150 for ¥10 (amounts in fen).
+DEFAULT_CREDIT_PACKAGES = (
+    '[{"package_id": "credits-10", "credits": 10, "amount": 100, "description": "10 photopipe credits"}, '
+    '{"package_id": "credits-60", "credits": 60, "amount": 500, "description": "60 photopipe credits"}, '
+    '{"package_id": "credits-150", "credits": 150, "amount": 1000, "description": "150 photopipe credits"}]'
+)
+WECHAT_PAY_BASE_URL = "https://api.mch.weixin.qq.com"
+WECHAT_API_BASE_URL = "https://api.weixin.qq.com"
+
+
+class CreditsSettings(_EnvSettings):
+    credits_table: str = Field(alias="CREDITS_TABLE")
+    # Credits every user gets once, the first time their balance is looked at (`FreeCredits` parameter).
+    free_credits: int = Field(10, alias="PHOTOPIPE_FREE_CREDITS", ge=0, le=100_000)
+
+
+class PaymentSettings(CreditsSettings):
+    """Orders, the price list and WeChat Pay (API v3). Payments are off until the merchant id and app id
+    are set; credits work without them."""
+
+    stage: str = Field("dev", alias="STAGE")  # part of our trade numbers, so stages never collide
+    orders_table: str = Field(alias="ORDERS_TABLE")
+    order_checks_queue_url: str = Field(alias="ORDER_CHECKS_QUEUE_URL")
+    # JSON: [{"package_id", "credits", "amount" (fen), "description"}, ...] (`CreditPackages` parameter);
+    # checked when the price list is built (photopipe.models.parse_packages).
+    credit_packages: str = Field(DEFAULT_CREDIT_PACKAGES, alias="PHOTOPIPE_CREDIT_PACKAGES", min_length=2)
+    wechat_pay_mchid: str | None = Field(None, alias="WECHAT_PAY_MCHID", pattern=r"^[0-9]{6,32}$")
+    wechat_appid: str | None = Field(None, alias="WECHAT_APPID", pattern=r"^[A-Za-z0-9_]{6,32}$")
+    # Secrets Manager secret: the merchant private key and its serial, the APIv3 key, WeChat Pay's public
+    # key (or platform certificates), the mini-program's AppSecret; JSON, see the README.
+    wechat_pay_secret_id: str = Field(alias="WECHAT_PAY_SECRET_ID")
+    wechat_pay_base_url: str = Field(WECHAT_PAY_BASE_URL, alias="WECHAT_PAY_BASE_URL", pattern=r"^https?://")
+    wechat_api_base_url: str = Field(WECHAT_API_BASE_URL, alias="WECHAT_API_BASE_URL", pattern=r"^https?://")
+    # Unset: https://<the API's own domain>/api/v1/payments/wechat/notify, from the order request.
+    wechat_pay_notify_url: str | None = Field(None, alias="WECHAT_PAY_NOTIFY_URL", pattern=r"^https?://")
+    order_ttl_seconds: int = Field(7200, alias="PHOTOPIPE_ORDER_TTL_SECONDS", ge=300, le=7 * 24 * 3600)
+    # A pending order is checked with WeChat Pay when it is read this long after its last check.
+    order_query_after_seconds: int = Field(30, alias="PHOTOPIPE_ORDER_QUERY_AFTER_SECONDS", ge=0, le=3600)
+    # Comma-separated user ids allowed to read the payment statistics (until users carry an admin flag).
+    payments_admins: str = Field("", alias="PHOTOPIPE_PAYMENTS_ADMINS")
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.wechat_pay_mchid and self.wechat_appid)
+
+    @property
+    def payments_admin_ids(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.payments_admins.split(",") if u.strip())
+
+
+class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings, PaymentSettings):
     users_table: str = Field(alias="USERS_TABLE")
     jwt_secret_id: str = Field(alias="JWT_SECRET_ID")
     jwt_ttl_seconds: int = Field(3600, alias="JWT_TTL_SECONDS", ge=60)
@@ -134,6 +184,7 @@ class WorkerSettings(_EnvSettings):
     jobs_table: str = Field(alias="JOBS_TABLE")
     workers_table: str = Field(alias="WORKERS_TABLE")
     gpu_jobs_queue_url: str = Field(alias="GPU_JOBS_QUEUE_URL")
+    credits_table: str = Field(alias="CREDITS_TABLE")  # a job that fails for good is refunded
     model_dir: str = Field(alias="PHOTOPIPE_MODEL_DIR")
     # Comma-separated ONNX Runtime providers, in order; unset: TensorRT, CUDA, CPU - whichever exist.
     providers: str | None = Field(None, alias="PHOTOPIPE_PROVIDERS")

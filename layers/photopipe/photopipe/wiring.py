@@ -10,13 +10,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from photopipe.adapters.classification_cache import ClassificationCache
+from photopipe.adapters.credits import CreditsRepository
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
+from photopipe.adapters.orders import OrdersRepository
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.secrets import get_secret
 from photopipe.adapters.sqs import Queue
 from photopipe.adapters.stats import StatsRepository
 from photopipe.adapters.users import UsersRepository
+from photopipe.adapters.wechatpay import WechatPayClient, WechatPayKeys, parse_keys
 from photopipe.adapters.workers import WorkersRepository
 from photopipe.auth.passwords import PasswordHasher
 from photopipe.auth.tokens import TokenService
@@ -30,22 +33,26 @@ from photopipe.classification import (
 from photopipe.classification.neardup import MAX_DISTANCE
 from photopipe.errors import ConfigurationError
 from photopipe.imaging import Limits
+from photopipe.models import CreditPackage, parse_packages
 from photopipe.settings import (
     ApiSettings,
     ClassifierSettings,
     ClassifySettings,
     ExportsSettings,
     IngestSettings,
+    PaymentSettings,
     WorkerSettings,
 )
 from photopipe.usecases.accounts import Accounts
 from photopipe.usecases.classify import ImageClassifier, Prices
+from photopipe.usecases.credits import Credits
 from photopipe.usecases.enhance_jobs import EnhanceJobs
 from photopipe.usecases.exports import Exporter
 from photopipe.usecases.fleet import Fleet
 from photopipe.usecases.gallery import Gallery
 from photopipe.usecases.ingest import Ingestor, idempotency_config
 from photopipe.usecases.insights import Insights
+from photopipe.usecases.payments import Payments
 from photopipe.usecases.uploads import Uploads
 
 NO_CLASSIFIER = (
@@ -120,7 +127,20 @@ class ApiServices:
             fleet=self.fleet,
             queue_when_no_workers=self.settings.enhance_queue_when_no_workers,
             url_ttl_seconds=self.settings.download_url_ttl_seconds,
+            credits=self.credits,
         )
+
+    @cached_property
+    def credits(self) -> Credits:
+        return Credits(
+            credits=CreditsRepository(self.settings.credits_table),
+            jobs=JobsRepository(self.settings.jobs_table),
+            free_credits=self.settings.free_credits,
+        )
+
+    @cached_property
+    def payments(self) -> Payments:
+        return payments(self.settings, credits=self.credits, users=self.users)
 
 
 @lru_cache(maxsize=1)
@@ -133,6 +153,60 @@ def api_services() -> ApiServices:
         media=MediaStore(settings.media_bucket),
         hasher=PasswordHasher(),
     )
+
+
+def credit_packages(settings: PaymentSettings) -> tuple[CreditPackage, ...]:
+    try:
+        return parse_packages(settings.credit_packages)
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise ConfigurationError(
+            f"PHOTOPIPE_CREDIT_PACKAGES (the CreditPackages parameter) is not a valid price list: {e}",
+            code="missing_setting",
+        ) from e
+
+
+def wechat_pay(settings: PaymentSettings) -> WechatPayClient | None:
+    """The WeChat Pay client, or None while the merchant id and app id are not configured. Its keys are
+    read through the secrets cache at each use (a rotated key takes effect within minutes)."""
+    if not (settings.payments_enabled and settings.wechat_pay_mchid and settings.wechat_appid):
+        return None
+    secret_id = settings.wechat_pay_secret_id
+
+    def keys() -> WechatPayKeys:
+        return parse_keys(get_secret(secret_id, setting="WECHAT_PAY_SECRET_ID", min_length=2))
+
+    return WechatPayClient(
+        mchid=settings.wechat_pay_mchid,
+        appid=settings.wechat_appid,
+        keys=keys,
+        base_url=settings.wechat_pay_base_url,
+        api_base_url=settings.wechat_api_base_url,
+    )
+
+
+def payments(settings: PaymentSettings, *, credits: Credits, users: UsersRepository | None) -> Payments:
+    return Payments(
+        orders=OrdersRepository(settings.orders_table),
+        ledger=credits.credits,
+        credits=credits,
+        users=users,
+        checks=Queue(settings.order_checks_queue_url),
+        packages=credit_packages(settings),
+        wechat=wechat_pay(settings),
+        trade_prefix=f"PP{settings.stage[:1].upper()}",  # PPD..., PPP...: dev and prod never collide
+        order_ttl_seconds=settings.order_ttl_seconds,
+        query_after_seconds=settings.order_query_after_seconds,
+    )
+
+
+@lru_cache(maxsize=1)
+def order_checks() -> Payments:
+    """The order-checks function's use case (no users table: it never links accounts)."""
+    settings = PaymentSettings.from_env()
+    credits = Credits(
+        credits=CreditsRepository(settings.credits_table), jobs=None, free_credits=settings.free_credits
+    )
+    return payments(settings, credits=credits, users=None)
 
 
 @lru_cache(maxsize=1)
@@ -274,8 +348,9 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
         visibility_s=settings.visibility_s,
         lease_s=settings.lease_s,
     )
+    jobs = JobsRepository(settings.jobs_table)
     return GpuWorker(
-        jobs=JobsRepository(settings.jobs_table),
+        jobs=jobs,
         media=MediaStore(settings.media_bucket),
         queue=Queue(settings.gpu_jobs_queue_url),
         restorer=restorer,
@@ -287,6 +362,8 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
             provider=str(provider) if provider else None,
             max_batch=int(restorer.max_batch),
         ),
+        # The worker only refunds (a job that failed for good); it never opens accounts.
+        refunds=Credits(credits=CreditsRepository(settings.credits_table), jobs=jobs, free_credits=0),
     )
 
 
@@ -296,3 +373,4 @@ def reset() -> None:
     ingestor.cache_clear()
     image_classifier.cache_clear()
     exporter.cache_clear()
+    order_checks.cache_clear()

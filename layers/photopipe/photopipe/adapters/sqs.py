@@ -35,9 +35,16 @@ class Queue:
     def name(self) -> str:
         return self.url.rsplit("/", 1)[-1]
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        """`delay_seconds` (up to 900): the message becomes visible that much later."""
+        body = json.dumps(message, separators=(",", ":"))
         try:
-            self._sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message, separators=(",", ":")))
+            if delay_seconds > 0:
+                self._sqs.send_message(
+                    QueueUrl=self.url, MessageBody=body, DelaySeconds=min(900, delay_seconds)
+                )
+            else:
+                self._sqs.send_message(QueueUrl=self.url, MessageBody=body)
         except (ClientError, BotoCoreError) as e:
             raise translate(e, f"sending to {self.name}") from e
 

@@ -9,8 +9,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from photopipe.adapters.aws import error_code, translate
 from photopipe.adapters.dynamo import plain, table
-from photopipe.errors import ConflictError
-from photopipe.models import UserRecord
+from photopipe.errors import ConflictError, UnauthorizedError
+from photopipe.models import UserRecord, WechatLink
 
 
 def _user_pk(user_id: str) -> str:
@@ -75,3 +75,60 @@ class UsersRepository:
         except (ClientError, BotoCoreError) as e:
             raise translate(e, "reading the users table") from e
         return resp.get("Item")
+
+    # ------------------------------------------------------------------ WeChat identity
+    def link_wechat(self, link: WechatLink, appid: str) -> None:
+        """Record the user's openid (one account per openid and app: a guard item `WECHAT#<appid>#<openid>`
+        written in the same transaction, replacing the user's previous one)."""
+        guard = f"WECHAT#{appid}#{link.openid}"
+        previous = self.wechat_openid(link.user_id)
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._name,
+                    "Item": {"pk": guard, "kind": "wechat", **link.model_dump()},
+                    "ConditionExpression": "attribute_not_exists(pk) OR user_id = :me",
+                    "ExpressionAttributeValues": {":me": link.user_id},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._name,
+                    "Key": {"pk": _user_pk(link.user_id)},
+                    "UpdateExpression": "SET wechat_openid = :openid, wechat_linked_at = :at",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeValues": {":openid": link.openid, ":at": link.linked_at},
+                }
+            },
+        ]
+        if previous and previous != link.openid:
+            items.append(
+                {
+                    "Delete": {
+                        "TableName": self._name,
+                        "Key": {"pk": f"WECHAT#{appid}#{previous}"},
+                        "ConditionExpression": "attribute_not_exists(pk) OR user_id = :me",
+                        "ExpressionAttributeValues": {":me": link.user_id},
+                    }
+                }
+            )
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=items)
+        except ClientError as e:
+            if error_code(e) == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in e.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    raise ConflictError(
+                        "this WeChat account is linked to another photopipe account",
+                        code="wechat_linked_elsewhere",
+                    ) from e
+                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                    raise UnauthorizedError("this account no longer exists", code="invalid_token") from e
+            raise translate(e, "linking the WeChat account") from e
+        except BotoCoreError as e:
+            raise translate(e, "linking the WeChat account") from e
+
+    def wechat_openid(self, user_id: str) -> str | None:
+        item = self._get(_user_pk(user_id))
+        value = item.get("wechat_openid") if item else None
+        return str(value) if value else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Annotated
 
@@ -23,6 +25,9 @@ from photopipe.api.schemas import (
     CategoryStatsOut,
     CheckCacheOut,
     CheckCacheRequest,
+    CreateOrderRequest,
+    CreditEntryOut,
+    CreditsOut,
     DayStats,
     EnhanceBatchRequest,
     EnhanceRequest,
@@ -37,6 +42,10 @@ from photopipe.api.schemas import (
     JobAcceptedOut,
     JobOut,
     LoginRequest,
+    OrderOut,
+    PackageOut,
+    PackagesOut,
+    PaymentStatsOut,
     PresignedPostOut,
     ProfileOut,
     RegisterRequest,
@@ -49,13 +58,17 @@ from photopipe.api.schemas import (
     UploadOut,
     UploadRequest,
     UserOut,
+    WechatLinkOut,
+    WechatLoginRequest,
+    WechatNotifyAnswerOut,
     WorkerOut,
 )
 from photopipe.auth.tokens import Claims
-from photopipe.errors import BadRequestError, PhotopipeError, error_body
+from photopipe.errors import BadRequestError, ForbiddenError, PhotopipeError, error_body
 from photopipe.models import CATEGORY_LABELS, Category, ImageState
 from photopipe.observability import logger
 from photopipe.usecases.enhance_jobs import ExportReady
+from photopipe.usecases.payments import OrderView
 from photopipe.usecases.uploads import ACCEPTED_CONTENT_TYPES
 from photopipe.wiring import api_services
 
@@ -350,6 +363,107 @@ def cancel_or_delete_enhancement(job_id: str):  # 200 cancelled job, or 204 (no 
     return Response(
         status_code=200, content_type=content_types.APPLICATION_JSON, body=JobOut.of(job).model_dump_json()
     )
+
+
+# ------------------------------------------------------------------ credits and payments
+def require_payments_admin(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    """The payment statistics are for administrators. Until users carry an admin flag, an administrator is
+    a user id listed in PHOTOPIPE_PAYMENTS_ADMINS (none by default); switch this to the admin dependency
+    once it exists."""
+    claims = api_services().accounts.authenticate(app.current_event.headers.get("authorization"))
+    if claims.user_id not in api_services().settings.payments_admin_ids:
+        raise ForbiddenError("the payment statistics are for administrators", code="admin_only")
+    app.append_context(claims=claims)
+    return next_middleware(app)
+
+
+def _order_out(view: OrderView) -> OrderOut:
+    return OrderOut.of(view.order, view.jsapi, status_url=f"{PREFIX}/payments/orders/{view.order.order_id}")
+
+
+def _notify_url() -> str:
+    """Where WeChat Pay sends the notify: the configured URL, else this API's own route on the domain the
+    request came in on (API Gateway's domain, or the local gateway's)."""
+    configured = api_services().settings.wechat_pay_notify_url
+    if configured:
+        return configured
+    event = app.current_event
+    host = event.headers.get("host") or event.request_context.domain_name
+    scheme = event.headers.get("x-forwarded-proto") or "https"
+    return f"{scheme}://{host}{PREFIX}/payments/wechat/notify"
+
+
+@app.get(f"{PREFIX}/credits", tags=["payments"], security=BEARER, middlewares=[require_user])
+def get_credits(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> CreditsOut:
+    account = api_services().credits.account(_claims().user_id, limit=limit, cursor=cursor)
+    return CreditsOut(
+        balance=account.balance.balance,
+        entries=[CreditEntryOut.of(e) for e in account.entries],
+        next_cursor=account.next_cursor,
+        packages_url=f"{PREFIX}/payments/packages",
+    )
+
+
+@app.get(f"{PREFIX}/payments/packages", tags=["payments"])
+def list_packages() -> PackagesOut:
+    payments = api_services().payments
+    return PackagesOut(
+        packages=[PackageOut.of(p) for p in payments.packages], payments_enabled=payments.wechat is not None
+    )
+
+
+@app.post(
+    f"{PREFIX}/payments/orders",
+    status_code=201,
+    tags=["payments"],
+    security=BEARER,
+    middlewares=[require_user],
+)
+def create_order(body: CreateOrderRequest) -> OrderOut:
+    view = api_services().payments.create_order(
+        _claims().user_id, body.package_id, body.method, notify_url=_notify_url(), openid=body.openid
+    )
+    return _order_out(view)
+
+
+@app.get(
+    f"{PREFIX}/payments/orders/<order_id>", tags=["payments"], security=BEARER, middlewares=[require_user]
+)
+def get_order(order_id: str) -> OrderOut:
+    return _order_out(api_services().payments.get_order(_claims().user_id, order_id))
+
+
+@app.post(f"{PREFIX}/payments/wechat/notify", tags=["payments"], summary="WeChat Pay's payment notify")
+def wechat_notify():  # the raw body is verified as received (no body model; no annotation: see openapi)
+    """Called by WeChat Pay (no user token: it is verified by its signature over the exact bytes)."""
+    event = app.current_event
+    raw = event.get("body") or ""
+    try:
+        body = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
+    except (binascii.Error, ValueError):
+        body = b""
+    answer = api_services().payments.handle_notify(event.headers, body)
+    return Response(
+        status_code=answer.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=WechatNotifyAnswerOut.model_validate(answer.body).model_dump_json(),
+    )
+
+
+@app.post(f"{PREFIX}/auth/wechat", tags=["auth"], security=BEARER, middlewares=[require_user])
+def link_wechat(body: WechatLoginRequest) -> WechatLinkOut:
+    """Link the caller's account to their WeChat identity (the mini-program's `wx.login()` code)."""
+    link = api_services().payments.link_wechat(_claims().user_id, body.code)
+    return WechatLinkOut(openid=link.openid, linked_at=link.linked_at)
+
+
+@app.get(f"{PREFIX}/stats/payments", tags=["stats"], security=BEARER, middlewares=[require_payments_admin])
+def stats_payments(days: Annotated[int, Query(ge=1, le=90)] = 7) -> PaymentStatsOut:
+    """Orders and revenue per day (UTC), for administrators."""
+    return PaymentStatsOut.model_validate(api_services().payments.daily(days))
 
 
 # ------------------------------------------------------------------ GPU fleet (shared secret, no user token)

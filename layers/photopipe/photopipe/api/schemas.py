@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from photopipe.models import (
+    CURRENCY,
     MAX_BATCH_IMAGES,
     ClassificationSource,
+    CreditEntry,
+    CreditPackage,
     EnhanceParams,
+    EntryKind,
     ImageClassification,
     ImageRecord,
     ImageState,
     Job,
     JobError,
     JobState,
+    Order,
+    OrderState,
+    PayMethod,
     User,
     WorkerRecord,
 )
@@ -354,3 +362,140 @@ class ServersOut(BaseModel):
     healthy: int
     unhealthy: int
     servers: list[WorkerOut]
+
+
+# ------------------------------------------------------------------ credits and payments
+OpenId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{6,128}$")]
+
+
+class CreditEntryOut(BaseModel):
+    entry_id: str
+    kind: EntryKind
+    amount: int = Field(description="Credits added (positive) or spent (negative)")
+    reason: str
+    order_id: str | None = None
+    job_id: str | None = None
+    at: str
+
+    @classmethod
+    def of(cls, entry: CreditEntry) -> CreditEntryOut:
+        return cls.model_validate(entry.model_dump())
+
+
+class CreditsOut(BaseModel):
+    balance: int = Field(description="Credits left: one enhances one photo")
+    entries: list[CreditEntryOut] = Field(description="The ledger, newest first")
+    next_cursor: str | None = None
+    packages_url: str = Field(description="Where the packages to buy are listed")
+
+
+class PackageOut(BaseModel):
+    package_id: str
+    credits: int
+    amount: int = Field(description="Price in fen (100 = ¥1.00)")
+    currency: str
+    price: str = Field(description="The price for a person, e.g. ¥1.00")
+    description: str
+
+    @classmethod
+    def of(cls, package: CreditPackage) -> PackageOut:
+        return cls(
+            package_id=package.package_id,
+            credits=package.credits,
+            amount=package.amount,
+            currency=CURRENCY,
+            price=f"¥{package.amount // 100}.{package.amount % 100:02d}",
+            description=package.label,
+        )
+
+
+class PackagesOut(BaseModel):
+    packages: list[PackageOut]
+    payments_enabled: bool = Field(description="False: WeChat Pay is not configured on this deployment")
+
+
+class CreateOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    package_id: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    method: PayMethod = Field(PayMethod.NATIVE, description="native: a QR code; jsapi: inside WeChat")
+    openid: OpenId | None = Field(
+        None, description="jsapi: the payer (default: the openid linked with /auth/wechat)"
+    )
+
+
+class JsapiParamsOut(BaseModel):
+    """What the mini-program passes to `wx.requestPayment` (signed with the merchant key)."""
+
+    appId: str  # WeChat's own field names
+    timeStamp: str
+    nonceStr: str
+    package: str
+    signType: str
+    paySign: str
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    out_trade_no: str
+    state: OrderState
+    package_id: str
+    credits: int
+    amount: int = Field(description="Fen")
+    currency: str
+    method: PayMethod
+    code_url: str | None = Field(None, description="native: show it as a QR code for WeChat to scan")
+    jsapi: JsapiParamsOut | None = Field(None, description="jsapi: the parameters for wx.requestPayment")
+    expires_at: str = Field(description="Unpaid after this, the order is closed")
+    created_at: str
+    paid_at: str | None = None
+    closed_at: str | None = None
+    transaction_id: str | None = Field(None, description="WeChat Pay's number for the payment, once paid")
+    review_reason: str | None = None
+    status_url: str
+
+    @classmethod
+    def of(cls, order: Order, jsapi: dict[str, str] | None, status_url: str) -> OrderOut:
+        return cls.model_validate(
+            {
+                **order.model_dump(),
+                "expires_at": datetime.fromtimestamp(order.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "jsapi": jsapi,
+                "status_url": status_url,
+            }
+        )
+
+
+class WechatLoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")] = Field(
+        description="The code from wx.login() in the mini-program"
+    )
+
+
+class WechatLinkOut(BaseModel):
+    openid: str
+    linked_at: str
+
+
+class PaymentFigures(BaseModel):
+    orders_created: int
+    orders_paid: int
+    revenue_fen: int
+    credits_sold: int
+
+
+class PaymentDay(PaymentFigures):
+    day: str
+
+
+class PaymentStatsOut(BaseModel):
+    currency: str
+    days: list[PaymentDay]
+    totals: PaymentFigures
+
+
+class WechatNotifyAnswerOut(BaseModel):
+    """WeChat Pay's own answer format: SUCCESS with a 2xx, FAIL otherwise (then it sends the notify again)."""
+
+    code: str
+    message: str

@@ -30,6 +30,7 @@ from photopipe.models import (
     utcnow_iso,
 )
 from photopipe.observability import logger
+from photopipe.usecases.credits import Credits
 from photopipe.usecases.fleet import Fleet
 
 EXPORT_RETRY_AFTER_S = 5
@@ -73,12 +74,15 @@ class EnhanceJobs:
     fleet: Fleet
     queue_when_no_workers: bool
     url_ttl_seconds: int
+    credits: Credits
 
     # ------------------------------------------------------------------ submit
     def submit(self, user_id: str, image_id: str, params: EnhanceParams) -> Job:
         image = self._enhanceable(user_id, image_id)
         self._check_capacity()
-        return self._enqueue(image, params, batch_id=None)
+        job_id = uuid.uuid4().hex
+        self.credits.reserve(user_id, [job_id])  # one credit per photo, refunded if the job fails
+        return self._enqueue(image, params, batch_id=None, job_id=job_id)
 
     def submit_batch(
         self, user_id: str, image_ids: list[str], params: EnhanceParams
@@ -92,7 +96,16 @@ class EnhanceJobs:
         images = [self._enhanceable(user_id, i) for i in image_ids]  # all checked before anything is queued
         self._check_capacity()
         batch_id = uuid.uuid4().hex
-        jobs = [self._enqueue(image, params, batch_id=batch_id) for image in images]
+        job_ids = [uuid.uuid4().hex for _ in images]
+        self.credits.reserve(user_id, job_ids, batch_id=batch_id)  # all of them, or 402 and none
+        jobs: list[Job] = []
+        try:
+            for image, job_id in zip(images, job_ids, strict=True):
+                jobs.append(self._enqueue(image, params, batch_id=batch_id, job_id=job_id))
+        except Exception:
+            for job_id in job_ids[len(jobs) + 1 :]:  # never created: give their credits back
+                self.credits.release(user_id, job_id, "not queued: the batch could not be submitted")
+            raise
         logger.info("batch submitted", extra={"batch_id": batch_id, "jobs": len(jobs)})
         return batch_id, jobs
 
@@ -114,10 +127,12 @@ class EnhanceJobs:
         if reason is not None:
             raise ServiceUnavailableError(reason, code="enhancement_unavailable")
 
-    def _enqueue(self, image: ImageRecord, params: EnhanceParams, *, batch_id: str | None) -> Job:
+    def _enqueue(
+        self, image: ImageRecord, params: EnhanceParams, *, batch_id: str | None, job_id: str
+    ) -> Job:
         now = utcnow_iso()
         job = Job(
-            job_id=uuid.uuid4().hex,
+            job_id=job_id,
             image_id=image.image_id,
             user_id=image.user_id,
             state=JobState.QUEUED,
@@ -127,12 +142,16 @@ class EnhanceJobs:
             created_at=now,
             updated_at=now,
         )
-        self.jobs.create(job)
+        try:
+            self.jobs.create(job)
+        except Exception:
+            self.credits.release(job.user_id, job_id, "not queued: the job could not be recorded")
+            raise
         try:
             self.gpu_queue.send(JobMessage(job_id=job.job_id, user_id=job.user_id).model_dump())
         except Exception as e:
             # Not queued: say so on the job rather than leave it `queued` forever, then report the error.
-            self.jobs.update(
+            failed = self.jobs.update(
                 job.job_id,
                 from_states=(JobState.QUEUED,),
                 to_state=JobState.FAILED,
@@ -142,6 +161,8 @@ class EnhanceJobs:
                     ).model_dump()
                 },
             )
+            if failed is not None:
+                self.credits.refund_job(failed, "not queued: the job could not be sent to the GPU workers")
             raise
         logger.info("job queued", extra={"job_id": job.job_id, "image_id": image.image_id})
         return job
@@ -193,8 +214,12 @@ class EnhanceJobs:
             )
             if cancelled is not None:
                 logger.info("job cancelled", extra={"job_id": job_id})
+                self.credits.refund_job(cancelled, "cancelled by the user")
                 return cancelled
             job = self.get(user_id, job_id)  # it finished meanwhile: delete it below
+        if job.state in (JobState.FAILED, JobState.CANCELLED):
+            # Its credit is back before its record goes (a no-op when it already is).
+            self.credits.refund_job(job, f"job {job.state.value}")
         if self.jobs.delete(job_id, from_states=TERMINAL_JOB_STATES):
             if job.result_key:
                 self.media.delete_prefix(job.result_key)

@@ -92,6 +92,12 @@ class PhotoEnhancer(Protocol):
     def finish(self, prepared: Any, restored: np.ndarray) -> Enhanced: ...
 
 
+class Refunder(Protocol):
+    """Gives a failed job's credit back, once (`photopipe.usecases.credits.Credits`)."""
+
+    def refund_job(self, job: Job, reason: str) -> object: ...
+
+
 class FleetLink(Protocol):
     """How a worker tells the fleet it is alive."""
 
@@ -169,8 +175,10 @@ class GpuWorker:
         config: WorkerConfig,
         fleet: FleetLink | None = None,
         clock: Callable[[], float] = time.time,
+        refunds: Refunder | None = None,
     ) -> None:
         self.jobs, self.media, self.queue = jobs, media, queue
+        self.refunds = refunds
         self.restorer, self.enhancer, self.config = restorer, enhancer, config
         self.fleet = fleet
         self.clock = clock
@@ -439,7 +447,7 @@ class GpuWorker:
             },
         )
         if last:
-            self.jobs.update(
+            failed = self.jobs.update(
                 job.job_id,
                 from_states=(JobState.RUNNING,),
                 to_state=JobState.FAILED,
@@ -454,6 +462,11 @@ class GpuWorker:
                 },
                 remove_fields=("lease_expires_at",),
             )
+            if failed is not None and self.refunds is not None:
+                try:
+                    self.refunds.refund_job(failed, f"enhancement failed: {code}")
+                except PhotopipeError as e:  # the DLQ consumer refunds it again (refunds are idempotent)
+                    logger.error("refund failed", extra={"job_id": job.job_id, "error": e.message})
             self._release(held, delay=0)  # its next receive moves it to the DLQ
         else:
             self.jobs.update(
