@@ -11,6 +11,7 @@ While it runs, a state file (`<template dir>/.photopipe/local-stack.json`) says 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -27,7 +28,9 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
 from photopipe_local.gateway import GatewayServer, HttpApi, RouteTable, gateway_app
 from photopipe_local.resources import AwsClients, create_resources
@@ -39,6 +42,7 @@ from photopipe_local.template import (
     PhysicalResource,
     Template,
 )
+from photopipe_local.wechat_sandbox import SandboxError, WechatPaySandbox
 
 logger = logging.getLogger("photopipe_local.stack")
 
@@ -125,8 +129,11 @@ class LocalStack:
     moto_process: run moto as a `moto_server` child process, not a thread of this one. env_overrides:
     variables set after the template's (e.g. PHOTOPIPE_CLASSIFIER=none in tests). retry_delay_seconds: how
     soon a failed SQS message is retried (None: $PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS or 1; Lambda would wait
-    for the visibility timeout). Each function runs one invocation at a time (one warm execution environment);
-    different functions run concurrently, sharing this process's module state (Powertools, cached clients).
+    for the visibility timeout). wechat_sandbox: stand a sandbox in for WeChat Pay on loopback (the API's
+    payment settings and the `WechatPaySecret` point at it; `POST /sandbox/wechatpay/orders/{id}/pay` on the
+    gateway pays an order through it). Each function runs one invocation at a time (one warm execution
+    environment); different functions run concurrently, sharing this process's module state (Powertools,
+    cached clients).
     """
 
     def __init__(
@@ -146,6 +153,7 @@ class LocalStack:
         write_state: bool = True,
         state_file: str | Path | None = None,
         host: str = "127.0.0.1",
+        wechat_sandbox: bool = True,
     ) -> None:
         self.template = Template(template, parameters=parameters, stack_name=stack_name, region=region)
         self.region, self.account_id = self.template.region, self.template.account_id
@@ -163,6 +171,7 @@ class LocalStack:
         self.event_sources: list[SqsEventSource] = []
         self.http_api: HttpApi | None = None
         self.gateway: GatewayServer | None = None
+        self.wechat: WechatPaySandbox | None = WechatPaySandbox(host=host) if wechat_sandbox else None
         self._running: contextlib.ExitStack | None = None  # what stop() undoes, last started first
 
     def __enter__(self) -> LocalStack:
@@ -209,7 +218,8 @@ class LocalStack:
         self.endpoint, clients = endpoint, AwsClients.for_endpoint(endpoint, self.region)
         self.physical, self.clients = create_resources(self.template, clients), clients
         self.function_specs = specs = self.template.functions(self.physical)
-        self.environment = local_environment(endpoint, self.region, specs, self.env_overrides)
+        overrides = self._start_wechat_sandbox(running, clients) | self.env_overrides
+        self.environment = local_environment(endpoint, self.region, specs, overrides)
         running.enter_context(patched_environ(self.environment))  # before importing: settings may be read
         running.callback(self._unload_functions)
         for spec in specs:  # one by one: what loaded before a failure is unloaded by stop()
@@ -240,12 +250,44 @@ class LocalStack:
             self._write_state()
             running.callback(self._remove_state)
 
+    def _start_wechat_sandbox(self, running: contextlib.ExitStack, clients: AwsClients) -> dict[str, str]:
+        """Start the WeChat Pay sandbox and give the API its keys (new ones each start: the secret is
+        overwritten). Returns the settings that point the functions at it."""
+        if self.wechat is None or "WechatPaySecret" not in self.physical:
+            return {}
+        running.callback(self.wechat.stop)
+        self.wechat.start()
+        secret = self.ref("WechatPaySecret")
+        clients.secretsmanager.put_secret_value(
+            SecretId=secret, SecretString=self.wechat.keys.secret_document()
+        )
+        logger.info("wechat pay sandbox listening", extra={"url": self.wechat.base_url})
+        return self.wechat.environment(self.gateway.url if self.gateway else None)
+
+    async def _sandbox_pay(self, request: Request) -> JSONResponse:
+        """Pay an order through the sandbox (the web UI's sandbox button; `photopipe pay simulate`)."""
+        assert self.wechat is not None
+        order_id = request.path_params["order_id"]
+        try:
+            delivery = await asyncio.to_thread(self.wechat.simulate_payment, order_id)
+        except KeyError:
+            return JSONResponse({"error": {"code": "no_such_order", "message": f"no order {order_id}"}}, 404)
+        except SandboxError as e:
+            return JSONResponse({"error": {"code": e.code.lower(), "message": e.message}}, e.status)
+        return JSONResponse(
+            {"order_id": order_id, "notify_status": delivery.status, "paid": delivery.accepted}
+        )
+
     def _gateway_routes(self) -> list[BaseRoute]:
         """What the gateway serves, in order (the first full match wins). The WebSocket API joins here as a
         `WebSocketRoute("/ws", ...)` plus a route for its `@connections` management API, and the web UI as a
         `Mount("/", StaticFiles(directory=web))` after the HTTP API."""
         assert self.http_api is not None
-        return [self.http_api] if self.http_api.routes.routes else []
+        routes: list[BaseRoute] = [self.http_api] if self.http_api.routes.routes else []
+        if routes and self.wechat is not None and "WechatPaySecret" in self.physical:
+            pay = Route("/sandbox/wechatpay/orders/{order_id}/pay", self._sandbox_pay, methods=["POST"])
+            routes.insert(0, pay)
+        return routes
 
     def _unload_functions(self) -> None:
         for function in self.functions.values():
@@ -307,6 +349,7 @@ class LocalStack:
             "environment": dict(self.environment),
             "resources": self.physical.to_json(),
             "functions": {spec.logical_id: _function_json(spec) for spec in self.function_specs},
+            "wechat_sandbox": self.wechat.base_url if self.wechat and self.wechat.started else None,
         }
 
     def _write_state(self) -> None:

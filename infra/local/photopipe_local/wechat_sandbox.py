@@ -249,6 +249,10 @@ class WechatPaySandbox:
         self.stop()
 
     @property
+    def started(self) -> bool:
+        return self._server is not None
+
+    @property
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the sandbox is not started")
