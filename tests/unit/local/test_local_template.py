@@ -359,7 +359,9 @@ def test_real_template_media_bucket_notifies_the_ingest_queue_for_originals(
     plan = template.plan(ENDPOINT)
     buckets = {b.logical_id: b for b in plan.buckets}
     media = buckets["MediaBucket"]
-    assert media.name == f"photopipe-media-dev-{ACCOUNT}-us-east-1"
+    assert (
+        media.name == f"photopipe-media-dev-{ACCOUNT}-us-east-1-00000000"
+    )  # the local stack id is all zeros
     (notification,) = media.queue_notifications
     assert notification.queue_arn == plan.physical["IngestQueue"].attributes["Arn"]
     assert notification.prefix == "originals/"

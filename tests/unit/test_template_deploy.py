@@ -1,0 +1,165 @@
+"""What a real deployment needs that moto never checks, read from the translated template: it creates on a
+new account, a failed first create leaves nothing behind, and a redeploy never meets a leftover bucket."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.unit.template_support import translated_template
+from tests.unit.test_template import _of_type, _props
+
+# The longest region names, both stages: what a bucket name must fit into (63 characters, S3's limit).
+LONGEST_REGION = "ap-southeast-2"
+STACK_ID = "arn:aws:cloudformation:{region}:123456789012:stack/photopipe-{stage}/{uuid}"
+
+
+def _evaluate(value: Any, pseudo: dict[str, str], parameters: dict[str, str]) -> Any:
+    """The few intrinsics a name is built from (Sub, Select, Split, Ref), evaluated for given values."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Ref":
+            return pseudo.get(arg, parameters.get(arg))
+        if key == "Fn::Select":
+            index, items = arg
+            return _evaluate(items, pseudo, parameters)[int(index)]
+        if key == "Fn::Split":
+            delimiter, text = arg
+            return str(_evaluate(text, pseudo, parameters)).split(delimiter)
+        if key == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else arg
+            values = {
+                **pseudo,
+                **parameters,
+                **{k: _evaluate(v, pseudo, parameters) for k, v in variables.items()},
+            }
+
+            def replace(match: re.Match[str]) -> str:
+                return str(values[match.group(1)])
+
+            return re.sub(r"\$\{([A-Za-z0-9:]+)\}", replace, text)
+    return value
+
+
+def _bucket_name(resources: dict[str, Any], *, region: str, stage: str, uuid: str) -> str:
+    pseudo = {
+        "AWS::StackId": STACK_ID.format(region=region, stage=stage, uuid=uuid),
+        "AWS::AccountId": "123456789012",
+        "AWS::Region": region,
+        "AWS::Partition": "aws",
+    }
+    return str(_evaluate(_props(resources, "MediaBucket")["BucketName"], pseudo, {"Stage": stage}))
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, dict[str, Any]]:
+    return translated_template()["Resources"]
+
+
+# ------------------------------------------------------------------------------ a new account
+
+
+def test_no_function_reserves_concurrency(resources: dict[str, Any]) -> None:
+    # A new account's concurrency quota can be as low as 10, and Lambda keeps 10 unreserved: any reservation
+    # can make the create fail and the stack roll back.
+    functions = _of_type(resources, "AWS::Lambda::Function")
+    assert functions
+
+    reserving = [lid for lid, f in functions.items() if "ReservedConcurrentExecutions" in f["Properties"]]
+
+    assert reserving == []
+
+
+def test_ingest_is_capped_by_its_event_source_mapping(resources: dict[str, Any]) -> None:
+    (mapping,) = [
+        r["Properties"]
+        for r in _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    ]
+
+    assert 2 <= mapping["ScalingConfig"]["MaximumConcurrency"] <= 50
+
+
+def test_retained_resources_are_deleted_when_the_first_create_fails(resources: dict[str, Any]) -> None:
+    kept = {lid: r for lid, r in resources.items() if r.get("DeletionPolicy", "Delete") != "Delete"}
+
+    assert {
+        "MediaBucket",
+        "UsersTable",
+        "ImagesTable",
+        "ClassificationCacheTable",
+        "StatsTable",
+        "JobsTable",
+    } <= set(kept)
+    assert {lid: r["DeletionPolicy"] for lid, r in kept.items()} == dict.fromkeys(
+        kept, "RetainExceptOnCreate"
+    )
+    assert {lid: r.get("UpdateReplacePolicy") for lid, r in kept.items()} == dict.fromkeys(kept, "Retain")
+
+
+def test_bucket_name_is_new_for_every_stack_and_fits_s3s_rules(resources: dict[str, Any]) -> None:
+    first = _bucket_name(
+        resources, region="us-east-1", stage="dev", uuid="c6a5a720-81f5-11ee-a5a8-0a1b2c3d4e5f"
+    )
+    again = _bucket_name(
+        resources, region="us-east-1", stage="dev", uuid="0d1e2f30-81f6-11ee-b1b1-0a1b2c3d4e5f"
+    )
+    longest = _bucket_name(
+        resources, region=LONGEST_REGION, stage="prod", uuid="ffffffff-ffff-ffff-ffff-ffffffffffff"
+    )
+
+    assert first == "photopipe-media-dev-123456789012-us-east-1-c6a5a720"
+    assert again != first, "a stack created after a deleted one must not need the retained bucket's name"
+    for name in (first, again, longest):
+        assert re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", name), name
+
+
+def test_ingest_queue_policy_names_the_bucket_the_template_creates(resources: dict[str, Any]) -> None:
+    statement = _props(resources, "IngestQueuePolicy")["PolicyDocument"]["Statement"][0]
+    uuid = "c6a5a720-81f5-11ee-a5a8-0a1b2c3d4e5f"
+    pseudo = {
+        "AWS::StackId": STACK_ID.format(region="eu-west-1", stage="prod", uuid=uuid),
+        "AWS::AccountId": "123456789012",
+        "AWS::Region": "eu-west-1",
+        "AWS::Partition": "aws",
+    }
+
+    source_arn = _evaluate(statement["Condition"]["ArnEquals"]["aws:SourceArn"], pseudo, {"Stage": "prod"})
+
+    assert source_arn == "arn:aws:s3:::" + _bucket_name(
+        resources, region="eu-west-1", stage="prod", uuid=uuid
+    )
+    assert "'MediaBucket'" not in str(statement), "a reference to the bucket would be a dependency cycle"
+
+
+@pytest.mark.parametrize("name", ["photopipe-media-dev-123456789012-us-east-1-c6a5a720"])
+def test_the_evaluator_reads_the_names_it_is_given(name: str) -> None:
+    template_value = {
+        "Fn::Sub": [
+            "photopipe-media-${Stage}-${AWS::AccountId}-${AWS::Region}-${Id}",
+            {
+                "Id": {
+                    "Fn::Select": [
+                        0,
+                        {
+                            "Fn::Split": [
+                                "-",
+                                {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]},
+                            ]
+                        },
+                    ]
+                }
+            },
+        ]
+    }
+    pseudo = {
+        "AWS::StackId": STACK_ID.format(
+            region="us-east-1", stage="dev", uuid="c6a5a720-0000-0000-0000-000000000000"
+        ),
+        "AWS::AccountId": "123456789012",
+        "AWS::Region": "us-east-1",
+    }
+
+    assert _evaluate(template_value, pseudo, {"Stage": "dev"}) == name
