@@ -22,11 +22,17 @@ from photopipe.models import ImageRecord, ImageState, utcnow_iso
 
 OWNER_INDEX = "by-owner"
 _CURSOR_KEYS = frozenset({"image_id", "user_id", "created_at"})
+_BATCH_GET_MAX = 100  # BatchGetItem's limit per call
 
 
 class ImagesRepository:
     def __init__(self, table_name: str, resource: Any | None = None) -> None:
         self._table = table(table_name, resource)
+
+    @property
+    def client(self) -> Any:
+        """The table's boto3 client (to register botocore event hooks, e.g. counting calls in tests)."""
+        return self._table.meta.client
 
     def create(self, record: ImageRecord) -> None:
         try:
@@ -44,6 +50,27 @@ class ImagesRepository:
             raise translate(e, "reading the image record") from e
         item = resp.get("Item")
         return ImageRecord.model_validate(plain(item)) if item else None
+
+    def get_many(self, image_ids: Iterable[str]) -> dict[str, ImageRecord]:
+        """The records that exist among `image_ids`, by id (BatchGetItem: one call per 100 ids, plus a call
+        for any keys DynamoDB left unprocessed)."""
+        name = self._table.name
+        client = self._table.meta.client  # the resource's client: Python types in and out
+        ids = list(dict.fromkeys(image_ids))
+        found: dict[str, ImageRecord] = {}
+        for start in range(0, len(ids), _BATCH_GET_MAX):
+            keys = [{"image_id": i} for i in ids[start : start + _BATCH_GET_MAX]]
+            request: dict[str, Any] = {name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                try:
+                    resp = client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as e:
+                    raise translate(e, "reading the image records") from e
+                for item in resp.get("Responses", {}).get(name, []):
+                    record = ImageRecord.model_validate(plain(item))
+                    found[record.image_id] = record
+                request = resp.get("UnprocessedKeys") or {}
+        return found
 
     def transition(
         self,
@@ -113,3 +140,12 @@ class ImagesRepository:
             self._table.delete_item(Key={"image_id": image_id})
         except (ClientError, BotoCoreError) as e:
             raise translate(e, "deleting the image record") from e
+
+    def delete_many(self, image_ids: Iterable[str]) -> None:
+        """Delete records in BatchWriteItem calls of 25 (boto3's batch writer resends unprocessed items)."""
+        try:
+            with self._table.batch_writer() as batch:
+                for image_id in dict.fromkeys(image_ids):
+                    batch.delete_item(Key={"image_id": image_id})
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, "deleting the image records") from e

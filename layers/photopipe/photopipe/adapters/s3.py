@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
+DELETE_OBJECTS_MAX = 1000  # keys per DeleteObjects call
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
@@ -116,6 +117,27 @@ class MediaStore:
     ) -> MultipartWriter:
         """A write-only file object that streams `key` through a multipart upload (use it in a `with`)."""
         return MultipartWriter(self._s3, self.bucket, key, content_type=content_type, part_size=part_size)
+
+    def delete_keys(self, keys: list[str]) -> dict[str, str]:
+        """Delete `keys` (DeleteObjects, 1,000 keys a call; a missing key counts as deleted). Returns the keys
+        S3 did not delete, each with S3's reason; a call that fails as a whole fails its keys the same way,
+        so one bad chunk never hides what the others did."""
+        unique = list(dict.fromkeys(keys))
+        failed: dict[str, str] = {}
+        for start in range(0, len(unique), DELETE_OBJECTS_MAX):
+            chunk = unique[start : start + DELETE_OBJECTS_MAX]
+            objects: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in chunk]
+            try:
+                resp = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+            except (ClientError, BotoCoreError) as e:
+                reason = translate(e, f"deleting {len(chunk)} objects from s3://{self.bucket}").message
+                failed.update(dict.fromkeys(chunk, reason))
+                continue
+            for error in resp.get("Errors", []):
+                failed[error.get("Key", "")] = (
+                    f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+                )
+        return failed
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix` (a photo's own folder); returns how many were deleted."""
