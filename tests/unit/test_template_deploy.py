@@ -3,11 +3,14 @@ new account, a failed first create leaves nothing behind, and a redeploy never m
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
 import pytest
 
+from photopipe.classification import VisionClassifier
+from photopipe.usecases import classify as classify_usecase
 from tests.unit.template_support import translated_template
 from tests.unit.test_template import _of_type, _props
 
@@ -163,3 +166,52 @@ def test_the_evaluator_reads_the_names_it_is_given(name: str) -> None:
     }
 
     assert _evaluate(template_value, pseudo, {"Stage": "dev"}) == name
+
+
+# ------------------------------------------------------------------------------ work fits its time
+
+
+def _event_source(resources: dict[str, Any], queue_id: str) -> dict[str, Any]:
+    (mapping,) = [
+        r["Properties"]
+        for r in _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    ]
+    return mapping
+
+
+COLD_START_MARGIN_S = 20  # imports, settings, the first secret read
+
+
+def test_a_classify_batch_fits_the_function_timeout(resources: dict[str, Any]) -> None:
+    function = _props(resources, "ClassifyFunction")
+    budget = float(function["Environment"]["Variables"]["CLASSIFY_RECORD_BUDGET_SECONDS"])
+    batch = _event_source(resources, "ClassifyQueue")["BatchSize"]
+
+    # the worst batch: every record uses its whole budget (the use case stops it there)
+    assert batch * budget + COLD_START_MARGIN_S <= function["Timeout"]
+    # and a record's budget holds a retried model call: two full calls, the backoff, the write margin
+    defaults = inspect.signature(VisionClassifier.__init__).parameters
+    call, backoff = defaults["max_call_timeout"].default, defaults["base_delay"].default
+    assert (
+        budget >= classify_usecase._SAFETY_MARGIN_S + 2 * call + backoff + defaults["safety_margin"].default
+    )
+    assert budget == classify_usecase.RECORD_BUDGET_S, "the code's default and the template agree"
+
+
+@pytest.mark.parametrize(
+    ("function_id", "queue_id"),
+    [
+        ("IngestFunction", "IngestQueue"),
+        ("ClassifyFunction", "ClassifyQueue"),
+        ("ExportsFunction", "ExportsQueue"),
+    ],
+)
+def test_queue_visibility_is_at_least_six_function_timeouts(
+    resources: dict[str, Any], function_id: str, queue_id: str
+) -> None:
+    # AWS's advice for SQS event sources: a message in flight while retries and batching windows run out
+    # must not come back while the function may still be holding it.
+    timeout = _props(resources, function_id)["Timeout"]
+
+    assert _props(resources, queue_id)["VisibilityTimeout"] >= 6 * timeout

@@ -113,6 +113,8 @@ class ClassifySettings(CommonSettings, ClassifierSettings):
     cache_table: str = Field(alias="CLASSIFICATION_CACHE_TABLE")
     stats_table: str = Field(alias="STATS_TABLE")
     max_receive_count: int = Field(3, alias="CLASSIFY_MAX_RECEIVE_COUNT", ge=1)
+    # The most one record of a batch may take (template.yaml sizes the function's timeout from it).
+    record_budget_seconds: float = Field(75.0, alias="CLASSIFY_RECORD_BUDGET_SECONDS", ge=15, le=900)
     near_duplicate_max_distance: int | None = Field(
         None, alias="PHOTOPIPE_NEAR_DUPLICATE_MAX_DISTANCE", ge=0, le=32
     )

@@ -203,6 +203,7 @@ def image_classifier() -> ImageClassifier:
         else MAX_DISTANCE,
         max_receive_count=settings.max_receive_count,
         skipped_reason=NO_CLASSIFIER,
+        record_budget_s=settings.record_budget_seconds,
     )
 
 
