@@ -838,7 +838,7 @@ def test_classify_queue_feeds_the_classify_function_with_partial_failures_and_a_
     alarms = [
         a["Properties"]
         for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"]["Dimensions"][0]["Value"]
+        if a["Properties"].get("Dimensions", [{}])[0].get("Value")  # metric-math alarms have none
         == {"Fn::GetAtt": ["ClassifyDeadLetterQueue", "QueueName"]}
     ]
     assert len(alarms) == 1

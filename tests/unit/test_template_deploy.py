@@ -215,3 +215,67 @@ def test_queue_visibility_is_at_least_six_function_timeouts(
     timeout = _props(resources, function_id)["Timeout"]
 
     assert _props(resources, queue_id)["VisibilityTimeout"] >= 6 * timeout
+
+
+# ------------------------------------------------------------------------------ nothing stays stuck
+
+DEAD_LETTER_QUEUES = {
+    "Ingest": "INGEST_DEAD_LETTER_QUEUE_ARN",
+    "Classify": "CLASSIFY_DEAD_LETTER_QUEUE_ARN",
+    "GpuJobs": "GPU_JOBS_DEAD_LETTER_QUEUE_ARN",
+    "Exports": "EXPORTS_DEAD_LETTER_QUEUE_ARN",
+}
+
+
+@pytest.fixture(scope="module")
+def mappings() -> dict[str, Any]:
+    return dict(translated_template()["Mappings"])
+
+
+def _count(mappings: dict[str, Any], value: Any) -> int:
+    _, top, second = value["Fn::FindInMap"]
+    return int(mappings["Limits"][top][second])
+
+
+@pytest.mark.parametrize("prefix", sorted(DEAD_LETTER_QUEUES))
+def test_the_recorder_gets_three_deliveries_whatever_the_count_a_dlq_message_arrives_with(
+    resources: dict[str, Any], mappings: dict[str, Any], prefix: str
+) -> None:
+    # SQS (and moto) keep a message's receive count when it moves to the DLQ: were the DLQ's own count not
+    # above the source's, the first receive there would move the message on before it was recorded.
+    source = _count(mappings, _props(resources, f"{prefix}Queue")["RedrivePolicy"]["maxReceiveCount"])
+    dlq = _count(mappings, _props(resources, f"{prefix}DeadLetterQueue")["RedrivePolicy"]["maxReceiveCount"])
+
+    assert dlq - source == 3
+
+
+@pytest.mark.parametrize("prefix", sorted(DEAD_LETTER_QUEUES))
+def test_every_dlq_is_recorded_then_kept_for_a_redrive(resources: dict[str, Any], prefix: str) -> None:
+    dlq, kept = f"{prefix}DeadLetterQueue", f"{prefix}RedriveQueue"
+    mapping = _event_source(resources, dlq)
+    function = _props(resources, "DeadLetterFunction")
+    queue = _props(resources, dlq)
+
+    assert mapping["FunctionName"] == {"Ref": "DeadLetterFunction"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert function["Environment"]["Variables"][DEAD_LETTER_QUEUES[prefix]] == {"Fn::GetAtt": [dlq, "Arn"]}
+    # the function reports every message back; the DLQ's own redrive then moves it to the redrive queue
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [kept, "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    # a message keeps its first enqueue time wherever it moves: the redrive queue must keep it as long
+    assert _props(resources, kept)["MessageRetentionPeriod"] >= queue["MessageRetentionPeriod"]
+    assert _props(resources, kept)["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert "RedrivePolicy" not in _props(resources, kept), "the resting place: nothing moves messages on"
+
+
+def test_an_alarm_watches_every_redrive_queue(resources: dict[str, Any]) -> None:
+    alarm = _props(resources, "RedriveQueuesAlarm")
+    watched = {
+        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    }
+
+    assert watched == {f"{prefix}RedriveQueue" for prefix in DEAD_LETTER_QUEUES}
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]

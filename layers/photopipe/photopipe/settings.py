@@ -129,6 +129,21 @@ class ExportsSettings(_EnvSettings):
     jobs_table: str = Field(alias="JOBS_TABLE")
 
 
+class DeadLetterSettings(_EnvSettings):
+    """The dead-letter recorder: the four DLQs it listens to, and each source queue's maxReceiveCount."""
+
+    images_table: str = Field(alias="IMAGES_TABLE")
+    jobs_table: str = Field(alias="JOBS_TABLE")
+    ingest_dlq_arn: str = Field(alias="INGEST_DEAD_LETTER_QUEUE_ARN")
+    classify_dlq_arn: str = Field(alias="CLASSIFY_DEAD_LETTER_QUEUE_ARN")
+    gpu_jobs_dlq_arn: str = Field(alias="GPU_JOBS_DEAD_LETTER_QUEUE_ARN")
+    exports_dlq_arn: str = Field(alias="EXPORTS_DEAD_LETTER_QUEUE_ARN")
+    ingest_max_receive_count: int = Field(3, alias="INGEST_MAX_RECEIVE_COUNT", ge=1)
+    classify_max_receive_count: int = Field(3, alias="CLASSIFY_MAX_RECEIVE_COUNT", ge=1)
+    gpu_jobs_max_receive_count: int = Field(3, alias="GPU_JOBS_MAX_RECEIVE_COUNT", ge=1)
+    exports_max_receive_count: int = Field(3, alias="EXPORTS_MAX_RECEIVE_COUNT", ge=1)
+
+
 class WorkerSettings(_EnvSettings):
     """The GPU worker process (infra/gpu-worker/main.py and the local stack's CPU worker)."""
 

@@ -34,12 +34,14 @@ from photopipe.settings import (
     ApiSettings,
     ClassifierSettings,
     ClassifySettings,
+    DeadLetterSettings,
     ExportsSettings,
     IngestSettings,
     WorkerSettings,
 )
 from photopipe.usecases.accounts import Accounts
 from photopipe.usecases.classify import ImageClassifier, Prices
+from photopipe.usecases.dead_letters import DeadLetterQueue, DeadLetters, Source
 from photopipe.usecases.enhance_jobs import EnhanceJobs
 from photopipe.usecases.exports import Exporter
 from photopipe.usecases.fleet import Fleet
@@ -213,6 +215,21 @@ def exporter() -> Exporter:
     return Exporter(jobs=JobsRepository(settings.jobs_table), media=MediaStore(settings.media_bucket))
 
 
+@lru_cache(maxsize=1)
+def dead_letters() -> DeadLetters:
+    settings = DeadLetterSettings.from_env()
+    return DeadLetters(
+        images=ImagesRepository(settings.images_table),
+        jobs=JobsRepository(settings.jobs_table),
+        queues={
+            settings.ingest_dlq_arn: DeadLetterQueue(Source.INGEST, settings.ingest_max_receive_count),
+            settings.classify_dlq_arn: DeadLetterQueue(Source.CLASSIFY, settings.classify_max_receive_count),
+            settings.gpu_jobs_dlq_arn: DeadLetterQueue(Source.GPU_JOBS, settings.gpu_jobs_max_receive_count),
+            settings.exports_dlq_arn: DeadLetterQueue(Source.EXPORTS, settings.exports_max_receive_count),
+        },
+    )
+
+
 def worker_fleet_link(
     settings: WorkerSettings, worker_id: str, *, provider: str | None, max_batch: int
 ) -> Any:
@@ -297,3 +314,4 @@ def reset() -> None:
     ingestor.cache_clear()
     image_classifier.cache_clear()
     exporter.cache_clear()
+    dead_letters.cache_clear()

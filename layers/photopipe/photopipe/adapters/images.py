@@ -3,7 +3,7 @@ is a conditional write, so duplicate deliveries cannot move an image backwards."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -16,6 +16,7 @@ from photopipe.adapters.dynamo import (
     encode_cursor,
     plain,
     table,
+    to_item,
     transition,
 )
 from photopipe.models import ImageRecord, ImageState, utcnow_iso
@@ -80,9 +81,11 @@ class ImagesRepository:
         to_state: ImageState,
         set_fields: dict[str, Any] | None = None,
         remove_fields: Iterable[str] = (),
+        expect: Mapping[str, Any] | None = None,
     ) -> ImageRecord | None:
-        """Move an image to `to_state` only if it is in one of `from_states`; returns the new record, or
-        None when the condition did not hold (another delivery got there first, or it was deleted)."""
+        """Move an image to `to_state` only if it is in one of `from_states` (and, with `expect`, its fields
+        still hold those values; None: absent); returns the new record, or None when the condition did not
+        hold (another delivery got there first, or it was deleted)."""
         fields = {**(set_fields or {}), "state": to_state.value, "updated_at": utcnow_iso()}
         t = transition(
             "image_id",
@@ -90,6 +93,13 @@ class ImagesRepository:
             set_fields=fields,
             remove_fields=remove_fields,
         )
+        for n, (name, value) in enumerate((expect or {}).items()):
+            t.names[f"#e{n}"] = name
+            if value is None:
+                t.condition += f" AND attribute_not_exists(#e{n})"
+            else:
+                t.values[f":e{n}"] = to_item(value)
+                t.condition += f" AND #e{n} = :e{n}"
         item = conditional_update(
             self._table,
             {"image_id": image_id},

@@ -26,6 +26,7 @@ from photopipe.errors import BadRequestError, TransientError
 from photopipe.models import (
     CATEGORY_LABELS,
     CLASSIFIABLE_STATES,
+    RETRY_NOTE,
     CachedResult,
     Category,
     ClassificationSource,
@@ -263,7 +264,7 @@ class ImageClassifier:
             },
         )
         metrics.add_metric(name="ClassifyFailures", unit=MetricUnit.Count, value=1)
-        retry = "" if last_attempt else " It will be retried."
+        retry = "" if last_attempt else RETRY_NOTE
         self.images.transition(
             image.image_id,
             from_states=CLASSIFIABLE_STATES,
