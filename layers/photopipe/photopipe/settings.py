@@ -89,6 +89,8 @@ class EnhanceApiSettings(_EnvSettings):
     fleet_secret_id: str = Field(alias="FLEET_SECRET_ID")
     # false: with no healthy worker, POST /enhance answers 503; true: accept and queue (scale from zero).
     enhance_queue_when_no_workers: bool = Field(False, alias="ENHANCE_QUEUE_WHEN_NO_WORKERS")
+    # The SSM parameter the GPU worker stack writes (see adapters/fleet_deployment.py); unset: no such check.
+    gpu_fleet_parameter: str | None = Field(None, alias="GPU_FLEET_PARAMETER")
 
 
 class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings):

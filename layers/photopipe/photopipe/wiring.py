@@ -10,6 +10,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from photopipe.adapters.classification_cache import ClassificationCache
+from photopipe.adapters.fleet_deployment import FleetDeploymentParameter
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.s3 import MediaStore
@@ -106,9 +107,11 @@ class ApiServices:
     @cached_property
     def fleet(self) -> Fleet:
         secret_id = self.settings.fleet_secret_id
+        parameter = self.settings.gpu_fleet_parameter
         return Fleet(
             workers=WorkersRepository(self.settings.workers_table),
             secret=lambda: get_secret(secret_id, setting="FLEET_SECRET_ID"),
+            deployment=FleetDeploymentParameter(parameter) if parameter else None,
         )
 
     @cached_property

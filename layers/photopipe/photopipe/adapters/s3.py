@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
+_DENIED = frozenset({"AccessDenied", "403", "Forbidden"})
 DELETE_OBJECTS_MAX = 1000  # keys per DeleteObjects call
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
@@ -78,7 +79,7 @@ class MediaStore:
         try:
             resp = self._s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
-            if error_code(e) in _MISSING:
+            if error_code(e) in _MISSING or (error_code(e) in _DENIED and self._listed_absent(key)):
                 raise NotFoundError(f"s3://{self.bucket}/{key} does not exist", code="missing_object") from e
             raise translate(e, f"reading s3://{self.bucket}/{key}") from e
         except BotoCoreError as e:
@@ -105,12 +106,22 @@ class MediaStore:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
-            if error_code(e) in _MISSING:
+            if error_code(e) in _MISSING or (error_code(e) in _DENIED and self._listed_absent(key)):
                 return False
             raise translate(e, f"checking s3://{self.bucket}/{key}") from e
         except BotoCoreError as e:
             raise translate(e, f"checking s3://{self.bucket}/{key}") from e
         return True
+
+    def _listed_absent(self, key: str) -> bool:
+        """S3 answers 403, not 404, for a missing key unless the caller may list the bucket, and whether a
+        grant scoped by `s3:prefix` counts is S3's call: so a 403 is confirmed with a list of exactly this
+        key's prefix (which that grant allows). True only when the list works and the key is not in it."""
+        try:
+            resp = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except (ClientError, BotoCoreError):
+            return False  # not allowed to list either: the 403 stands
+        return not any(o["Key"] == key for o in resp.get("Contents", []))
 
     def writer(
         self, key: str, *, content_type: str, part_size: int = 8 * MIN_PART_BYTES // 5

@@ -9,7 +9,7 @@ from photopipe.models.classification import (
     ClassificationSource,
 )
 from photopipe.models.common import utcnow_iso
-from photopipe.models.fleet import HEALTHY_WITHIN_S, HEARTBEAT_INTERVAL_S, WorkerRecord
+from photopipe.models.fleet import HEALTHY_WITHIN_S, HEARTBEAT_INTERVAL_S, GpuFleetDeployment, WorkerRecord
 from photopipe.models.images import (
     CLASSIFIABLE_STATES,
     ENHANCEABLE_STATES,
@@ -69,6 +69,7 @@ __all__ = [
     "EnhanceParams",
     "ExportMessage",
     "ExportRecord",
+    "GpuFleetDeployment",
     "ImageClassification",
     "ImageRecord",
     "ImageState",
