@@ -44,7 +44,7 @@ def logical_ids() -> dict[str, str]:
 def recording(monkeypatch: pytest.MonkeyPatch, *, besides: tuple[Any, ...] = ()) -> Iterator[list[Call]]:
     """Every AWS call made meanwhile, except through the clients in `besides` (the test's own)."""
     calls: list[Call] = []
-    original = botocore.client.BaseClient._make_api_call
+    original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
     ignored = {id(c) for c in besides}
 
     def record(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
