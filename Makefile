@@ -54,6 +54,7 @@ typecheck: $(VENV)/.installed
 
 template-lint: $(VENV)/.installed $(SAMENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint infra/gpu-worker/stack.yaml
 	$(SAMENV)/bin/sam validate --lint --template template.yaml
 
 unit: $(VENV)/.installed-export

@@ -89,6 +89,8 @@ class EnhanceApiSettings(_EnvSettings):
     fleet_secret_id: str = Field(alias="FLEET_SECRET_ID")
     # false: with no healthy worker, POST /enhance answers 503; true: accept and queue (scale from zero).
     enhance_queue_when_no_workers: bool = Field(False, alias="ENHANCE_QUEUE_WHEN_NO_WORKERS")
+    # The SSM parameter the GPU worker stack writes (see adapters/fleet_deployment.py); unset: no such check.
+    gpu_fleet_parameter: str | None = Field(None, alias="GPU_FLEET_PARAMETER")
 
 
 # The price list: 10 credits for ¥1, 60 for ¥5, 150 for ¥10 (amounts in fen).
@@ -163,6 +165,8 @@ class ClassifySettings(CommonSettings, ClassifierSettings):
     cache_table: str = Field(alias="CLASSIFICATION_CACHE_TABLE")
     stats_table: str = Field(alias="STATS_TABLE")
     max_receive_count: int = Field(3, alias="CLASSIFY_MAX_RECEIVE_COUNT", ge=1)
+    # The most one record of a batch may take (template.yaml sizes the function's timeout from it).
+    record_budget_seconds: float = Field(75.0, alias="CLASSIFY_RECORD_BUDGET_SECONDS", ge=15, le=900)
     near_duplicate_max_distance: int | None = Field(
         None, alias="PHOTOPIPE_NEAR_DUPLICATE_MAX_DISTANCE", ge=0, le=32
     )
@@ -175,6 +179,22 @@ class ClassifySettings(CommonSettings, ClassifierSettings):
 class ExportsSettings(_EnvSettings):
     media_bucket: str = Field(alias="MEDIA_BUCKET")
     jobs_table: str = Field(alias="JOBS_TABLE")
+
+
+class DeadLetterSettings(_EnvSettings):
+    """The dead-letter recorder: the four DLQs it listens to, and each source queue's maxReceiveCount."""
+
+    images_table: str = Field(alias="IMAGES_TABLE")
+    jobs_table: str = Field(alias="JOBS_TABLE")
+    credits_table: str = Field(alias="CREDITS_TABLE")  # a job that failed for good is refunded
+    ingest_dlq_arn: str = Field(alias="INGEST_DEAD_LETTER_QUEUE_ARN")
+    classify_dlq_arn: str = Field(alias="CLASSIFY_DEAD_LETTER_QUEUE_ARN")
+    gpu_jobs_dlq_arn: str = Field(alias="GPU_JOBS_DEAD_LETTER_QUEUE_ARN")
+    exports_dlq_arn: str = Field(alias="EXPORTS_DEAD_LETTER_QUEUE_ARN")
+    ingest_max_receive_count: int = Field(3, alias="INGEST_MAX_RECEIVE_COUNT", ge=1)
+    classify_max_receive_count: int = Field(3, alias="CLASSIFY_MAX_RECEIVE_COUNT", ge=1)
+    gpu_jobs_max_receive_count: int = Field(3, alias="GPU_JOBS_MAX_RECEIVE_COUNT", ge=1)
+    exports_max_receive_count: int = Field(3, alias="EXPORTS_MAX_RECEIVE_COUNT", ge=1)
 
 
 class WorkerSettings(_EnvSettings):

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.credits import CreditsRepository
+from photopipe.adapters.fleet_deployment import FleetDeploymentParameter
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.orders import OrdersRepository
@@ -38,6 +39,7 @@ from photopipe.settings import (
     ApiSettings,
     ClassifierSettings,
     ClassifySettings,
+    DeadLetterSettings,
     ExportsSettings,
     IngestSettings,
     PaymentSettings,
@@ -46,6 +48,7 @@ from photopipe.settings import (
 from photopipe.usecases.accounts import Accounts
 from photopipe.usecases.classify import ImageClassifier, Prices
 from photopipe.usecases.credits import Credits
+from photopipe.usecases.dead_letters import DeadLetterQueue, DeadLetters, Source
 from photopipe.usecases.enhance_jobs import EnhanceJobs
 from photopipe.usecases.exports import Exporter
 from photopipe.usecases.fleet import Fleet
@@ -111,9 +114,11 @@ class ApiServices:
     @cached_property
     def fleet(self) -> Fleet:
         secret_id = self.settings.fleet_secret_id
+        parameter = self.settings.gpu_fleet_parameter
         return Fleet(
             workers=WorkersRepository(self.settings.workers_table),
             secret=lambda: get_secret(secret_id, setting="FLEET_SECRET_ID"),
+            deployment=FleetDeploymentParameter(parameter) if parameter else None,
         )
 
     @cached_property
@@ -277,6 +282,7 @@ def image_classifier() -> ImageClassifier:
         else MAX_DISTANCE,
         max_receive_count=settings.max_receive_count,
         skipped_reason=NO_CLASSIFIER,
+        record_budget_s=settings.record_budget_seconds,
     )
 
 
@@ -284,6 +290,23 @@ def image_classifier() -> ImageClassifier:
 def exporter() -> Exporter:
     settings = ExportsSettings.from_env()
     return Exporter(jobs=JobsRepository(settings.jobs_table), media=MediaStore(settings.media_bucket))
+
+
+@lru_cache(maxsize=1)
+def dead_letters() -> DeadLetters:
+    settings = DeadLetterSettings.from_env()
+    jobs = JobsRepository(settings.jobs_table)
+    return DeadLetters(
+        images=ImagesRepository(settings.images_table),
+        jobs=jobs,
+        refunds=Credits(credits=CreditsRepository(settings.credits_table), jobs=jobs, free_credits=0),
+        queues={
+            settings.ingest_dlq_arn: DeadLetterQueue(Source.INGEST, settings.ingest_max_receive_count),
+            settings.classify_dlq_arn: DeadLetterQueue(Source.CLASSIFY, settings.classify_max_receive_count),
+            settings.gpu_jobs_dlq_arn: DeadLetterQueue(Source.GPU_JOBS, settings.gpu_jobs_max_receive_count),
+            settings.exports_dlq_arn: DeadLetterQueue(Source.EXPORTS, settings.exports_max_receive_count),
+        },
+    )
 
 
 def worker_fleet_link(
@@ -374,3 +397,4 @@ def reset() -> None:
     image_classifier.cache_clear()
     exporter.cache_clear()
     order_checks.cache_clear()
+    dead_letters.cache_clear()

@@ -43,7 +43,7 @@ from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.sqs import Queue, ReceivedMessage
 from photopipe.errors import PhotopipeError
-from photopipe.models import EnhanceParams, Job, JobError, JobMessage, JobState, result_key
+from photopipe.models import RETRY_PREFIX, EnhanceParams, Job, JobError, JobMessage, JobState, result_key
 from photopipe.observability import logger
 
 if TYPE_CHECKING:
@@ -474,9 +474,7 @@ class GpuWorker:
                 from_states=(JobState.RUNNING,),
                 to_state=JobState.QUEUED,
                 held_by=self.worker_id,
-                set_fields={
-                    "error": JobError(code=code, message=f"attempt failed, will retry: {detail}").model_dump()
-                },
+                set_fields={"error": JobError(code=code, message=f"{RETRY_PREFIX}{detail}").model_dump()},
                 remove_fields=("lease_expires_at", "worker_id"),
             )
             self._release(held, delay=self.config.retry_delay_s)
