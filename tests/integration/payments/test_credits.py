@@ -5,6 +5,7 @@ submits, and the refund of a failed or cancelled job - exactly once."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -298,3 +299,37 @@ def test_the_ledger_pages_newest_first(
     status, body = api.call("GET", "/api/v1/credits", token=token, query={"cursor": "not-a-cursor"})
     assert status == 400
     assert body["error"]["code"] == "invalid_cursor"
+
+
+def test_a_job_the_dead_letter_recorder_marks_failed_is_refunded_once(
+    stack: Stack, api: ApiClient, ada: tuple[str, str], worker_up: None
+) -> None:
+    from tests.conftest import load_handler
+    from tests.integration.test_dead_letters import _queue, deliver
+
+    # GIVEN a job whose GPU worker was killed on its last attempt (left `running`, lease long gone)
+    token, user_id = ada
+    (image_id,) = photos(stack, user_id, 1)
+    _, job = api.call("POST", "/api/v1/enhance", body={"image_id": image_id}, token=token)
+    JobsRepository(stack.env["JOBS_TABLE"]).update(
+        job["job_id"],
+        from_states=(JobState.QUEUED,),
+        to_state=JobState.RUNNING,
+        set_fields={"lease_expires_at": 1},
+    )
+    assert balance(api, token) == 9
+    dlq_url, dlq_arn = _queue(stack, "GPU_JOBS_DEAD_LETTER_QUEUE_ARN")
+    body = json.dumps({"job_id": job["job_id"], "user_id": user_id})
+
+    # WHEN its message reaches the gpu-jobs dead-letter queue (twice: a redelivery)
+    recorder = load_handler("dead_letters").handler
+    for _ in range(2):
+        stack.sqs.send_message(QueueUrl=dlq_url, MessageBody=body)
+        deliver(stack, recorder, dlq_url, dlq_arn)
+
+    # THEN the job is failed and its credit is back, once
+    assert job_item(stack, job["job_id"])["state"] == "failed"
+    account = credits_of(api, token)
+    assert account["balance"] == 10
+    assert [e["kind"] for e in account["entries"]].count("refund") == 1
+    _ledger_adds_up(api, token)
