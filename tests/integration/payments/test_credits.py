@@ -321,15 +321,45 @@ def test_a_job_the_dead_letter_recorder_marks_failed_is_refunded_once(
     dlq_url, dlq_arn = _queue(stack, "GPU_JOBS_DEAD_LETTER_QUEUE_ARN")
     body = json.dumps({"job_id": job["job_id"], "user_id": user_id})
 
-    # WHEN its message reaches the gpu-jobs dead-letter queue (twice: a redelivery)
+    # WHEN its message reaches the gpu-jobs dead-letter queue
     recorder = load_handler("dead_letters").handler
-    for _ in range(2):
-        stack.sqs.send_message(QueueUrl=dlq_url, MessageBody=body)
-        deliver(stack, recorder, dlq_url, dlq_arn)
+    stack.sqs.send_message(QueueUrl=dlq_url, MessageBody=body)
+    deliver(stack, recorder, dlq_url, dlq_arn)
 
-    # THEN the job is failed and its credit is back, once
+    # THEN the job is failed and its credit is back
     assert job_item(stack, job["job_id"])["state"] == "failed"
+    assert balance(api, token) == 10
+
+    # AND a redelivery (or a job the worker marked failed itself) refunds nothing more
+    stack.sqs.send_message(QueueUrl=dlq_url, MessageBody=body)
+    deliver(stack, recorder, dlq_url, dlq_arn)
     account = credits_of(api, token)
     assert account["balance"] == 10
     assert [e["kind"] for e in account["entries"]].count("refund") == 1
+    _ledger_adds_up(api, token)
+
+
+def test_a_job_the_worker_failed_but_did_not_refund_is_refunded_from_its_dead_letter(
+    stack: Stack, api: ApiClient, ada: tuple[str, str], worker_up: None
+) -> None:
+    from tests.conftest import load_handler
+    from tests.integration.test_dead_letters import _queue, deliver
+
+    # GIVEN a job the worker marked failed on its last attempt, then died before refunding it
+    token, user_id = ada
+    (image_id,) = photos(stack, user_id, 1)
+    _, job = api.call("POST", "/api/v1/enhance", body={"image_id": image_id}, token=token)
+    JobsRepository(stack.env["JOBS_TABLE"]).update(
+        job["job_id"], from_states=(JobState.QUEUED,), to_state=JobState.FAILED
+    )
+    assert balance(api, token) == 9
+
+    # WHEN its message reaches the dead-letter queue THEN the recorder closes the gap
+    dlq_url, dlq_arn = _queue(stack, "GPU_JOBS_DEAD_LETTER_QUEUE_ARN")
+    stack.sqs.send_message(
+        QueueUrl=dlq_url, MessageBody=json.dumps({"job_id": job["job_id"], "user_id": user_id})
+    )
+    deliver(stack, load_handler("dead_letters").handler, dlq_url, dlq_arn)
+    assert job_item(stack, job["job_id"])["state"] == "failed"
+    assert balance(api, token) == 10
     _ledger_adds_up(api, token)
