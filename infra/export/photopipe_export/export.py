@@ -119,9 +119,35 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
-def export_onnx_fp32(model: torch.nn.Module, path: Path, *, input_size: int, opset: int = OPSET) -> None:
-    """Trace `model` (constants already folded) to `path` and fold what is left with ONNX Runtime."""
+def exporter_versions() -> dict[str, str]:
+    """The tool versions a manifest records."""
+    return {
+        "photopipe": _version("photopipe"),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": _version("onnxruntime")
+        if _version("onnxruntime") != "not installed"
+        else _version("onnxruntime-gpu"),
+        "onnxconverter-common": _version("onnxconverter-common"),
+        "torch_exporter": "torchscript (dynamo=False)",
+    }
+
+
+def export_onnx_fp32(
+    model: torch.nn.Module,
+    path: Path,
+    *,
+    input_size: int,
+    opset: int = OPSET,
+    dynamic_axes: dict[int, str] | None = None,
+    output_axes: dict[int, str] | None = None,
+) -> None:
+    """Trace `model` (constants already folded) to `path` and fold what is left with ONNX Runtime.
+    `dynamic_axes`: the input's dynamic axes (default: the batch axis only); `output_axes`: the output's
+    (default: the same)."""
     dummy = torch.zeros(1, 3, input_size, input_size)
+    axes = dynamic_axes or {0: BATCH_AXIS}
+    out_axes = output_axes or axes
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         with warnings.catch_warnings(), torch.no_grad():
@@ -134,7 +160,7 @@ def export_onnx_fp32(model: torch.nn.Module, path: Path, *, input_size: int, ops
                 opset_version=opset,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}},
+                dynamic_axes={INPUT_NAME: dict(axes), OUTPUT_NAME: dict(out_axes)},
                 do_constant_folding=True,
             )
         _fold_with_onnxruntime(raw, path)
@@ -281,16 +307,7 @@ def export_gfpgan(
         opset=opset,
         source_weights=source,
         config=config.to_dict(),
-        exporter={
-            "photopipe": _version("photopipe"),
-            "torch": torch.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": _version("onnxruntime")
-            if _version("onnxruntime") != "not installed"
-            else _version("onnxruntime-gpu"),
-            "onnxconverter-common": _version("onnxconverter-common"),
-            "torch_exporter": "torchscript (dynamo=False)",
-        },
+        exporter=exporter_versions(),
         notes=notes,
     )
     manifest.write(out_dir)

@@ -30,6 +30,7 @@ from photopipe.enhance.providers import (
 )
 from photopipe.enhance.session import BucketRunner, GfpganSession
 from photopipe.errors import ConfigurationError
+from photopipe.settings import WorkerSettings
 from photopipe_export.arch import REDUCED
 from photopipe_export.export import FP32_FILE, export_gfpgan
 
@@ -232,3 +233,15 @@ def test_bucket_runner_pads_to_buckets_and_reuses_fixed_buffers(model_dir: Path)
     assert len({a for pair in addresses.values() for a in pair}) == 6  # no two buckets share a buffer
     assert [runner.graph_id(b) for b in (1, 2, 4)] == ["1", "2", "4"]
     assert GRAPH_ID_KEY == "gpu_graph_id"
+
+
+def test_worker_settings_for_buckets_and_the_gpu_policy() -> None:
+    base = {"MEDIA_BUCKET": "m", "JOBS_TABLE": "j", "WORKERS_TABLE": "w", "GPU_JOBS_QUEUE_URL": "q"}
+    base["PHOTOPIPE_MODEL_DIR"] = "/models"
+    settings = WorkerSettings.from_env({**base, "PHOTOPIPE_MAX_BATCH": "32", "PHOTOPIPE_BATCH_BUCKETS": "32,8,1"})
+    assert settings.bucket_list == [1, 8, 32]
+    assert settings.cuda_graphs
+    assert WorkerSettings.from_env(base).bucket_list is None  # default: powers of two up to the maximum
+    with pytest.raises(ConfigurationError, match="PHOTOPIPE_BATCH_BUCKETS"):
+        WorkerSettings.from_env({**base, "PHOTOPIPE_MAX_BATCH": "32", "PHOTOPIPE_BATCH_BUCKETS": "1,16"})
+    assert not WorkerSettings.from_env({**base, "PHOTOPIPE_CUDA_GRAPHS": "0"}).cuda_graphs
