@@ -299,6 +299,8 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
         visibility_s=settings.visibility_s,
         lease_s=settings.lease_s,
         cpu_threads=settings.cpu_threads or max(2, min(8, os.cpu_count() or 2)),
+        # on the CPU provider the restore already uses every core: overlapping the CPU halves only contends
+        overlap=provider != "CPUExecutionProvider",
     )
     return GpuWorker(
         jobs=JobsRepository(settings.jobs_table),

@@ -19,17 +19,16 @@ from onnx import TensorProto, helper
 
 from photopipe.enhance.session import CPU
 from photopipe_export.arch import REDUCED, seeded_model
-from photopipe_export.export import FP16_FILE, FP32_FILE, export_gfpgan, fp32_islands, weight_only_nodes
+from photopipe_export.export import FP16_FILE, FP32_FILE, fp32_islands, weight_only_nodes
 from photopipe_export.kernels import CUDA, load_table, signatures, uncovered_nodes, value_types
+from tests.unit.enhance.conftest import REDUCED_SEED
 
-SEED = 5
+SEED = REDUCED_SEED
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gfpgan-gpu-graph")
-    export_gfpgan(None, out, config=REDUCED, seed=SEED)
-    return out
+def exported(reduced_gfpgan: Path) -> Path:
+    return reduced_gfpgan
 
 
 def _faces(n: int, seed: int = 0) -> np.ndarray:

@@ -34,6 +34,7 @@ from photopipe_export.arch import (
 )
 from photopipe_export.export import FP16_FILE, FP32_FILE, export_gfpgan, load_weights, weight_only_nodes
 from photopipe_export.kernels import load_table, signatures, uncovered_nodes, value_types
+from tests.unit.enhance.conftest import REDUCED_SEED
 
 SEED = 7
 
@@ -49,10 +50,9 @@ def torch_restore(model: GFPGANv1Clean, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reduced_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gfpgan-reduced")
-    export_gfpgan(None, out, config=REDUCED, seed=SEED)
-    return out
+def reduced_dir(reduced_gfpgan: Path) -> Path:
+    assert SEED == REDUCED_SEED  # the shared export's seed
+    return reduced_gfpgan
 
 
 @pytest.fixture(scope="module")

@@ -32,17 +32,15 @@ from photopipe.enhance.session import BucketRunner, GfpganSession
 from photopipe.errors import ConfigurationError
 from photopipe.settings import WorkerSettings
 from photopipe_export.arch import REDUCED
-from photopipe_export.export import FP32_FILE, export_gfpgan
+from photopipe_export.export import FP32_FILE
 
 GPU_BUILD = [TENSORRT, CUDA, CPU]
 SIZE = REDUCED.out_size
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gfpgan-providers")
-    export_gfpgan(None, out, config=REDUCED, seed=3)
-    return out
+def model_dir(reduced_gfpgan: Path) -> Path:
+    return reduced_gfpgan
 
 
 def _faces(n: int, seed: int = 0) -> np.ndarray:
@@ -238,7 +236,9 @@ def test_bucket_runner_pads_to_buckets_and_reuses_fixed_buffers(model_dir: Path)
 def test_worker_settings_for_buckets_and_the_gpu_policy() -> None:
     base = {"MEDIA_BUCKET": "m", "JOBS_TABLE": "j", "WORKERS_TABLE": "w", "GPU_JOBS_QUEUE_URL": "q"}
     base["PHOTOPIPE_MODEL_DIR"] = "/models"
-    settings = WorkerSettings.from_env({**base, "PHOTOPIPE_MAX_BATCH": "32", "PHOTOPIPE_BATCH_BUCKETS": "32,8,1"})
+    settings = WorkerSettings.from_env(
+        {**base, "PHOTOPIPE_MAX_BATCH": "32", "PHOTOPIPE_BATCH_BUCKETS": "32,8,1"}
+    )
     assert settings.bucket_list == [1, 8, 32]
     assert settings.cuda_graphs
     assert WorkerSettings.from_env(base).bucket_list is None  # default: powers of two up to the maximum

@@ -276,6 +276,7 @@ class GpuWorker:
         """Receive once, admit (claim, then prepare on the CPU threads) what came, dispatch a batch to the
         restorer whenever one is full or due. `wait`: return only once every dispatched batch is finished.
         Returns the number of messages received."""
+        self._reap()
         wait_s = self.config.poll_wait_s
         if self._pending and self._first_pending_at is not None:
             left = self.config.batch_wait_s - (self.clock() - self._first_pending_at)
@@ -399,6 +400,15 @@ class GpuWorker:
     def wait_idle(self) -> None:
         """Wait for every dispatched batch: restored, and each of its photos finished."""
         while self._in_flight:
+            self._wait(self._in_flight.pop(0))
+
+    def _reap(self) -> None:
+        """Forget the batches already finished (from the oldest), raising what one of them raised."""
+        while (
+            self._in_flight
+            and self._in_flight[0].done()
+            and all(f.done() for f in self._in_flight[0].result())
+        ):
             self._wait(self._in_flight.pop(0))
 
     @staticmethod
