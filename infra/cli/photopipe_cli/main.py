@@ -256,6 +256,12 @@ def register_models(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
     export.add_argument("--seed", type=int, default=0, help="seed of the random weights (without --weights)")
     export.add_argument("--no-fp16", action="store_true", help="write the fp32 file only")
+    export.add_argument(
+        "--model",
+        choices=["gfpgan", "realesrgan"],
+        default="gfpgan",
+        help="gfpgan (face restoration, default) or realesrgan (RealESRGAN_x4plus.pth, the background upscaler)",
+    )
     export.set_defaults(handler=_models_export)
 
 
@@ -273,19 +279,31 @@ def _models_export(args: argparse.Namespace) -> int:
     from photopipe_export.export import export_gfpgan
 
     if args.weights is None and not (args.random or args.reduced):
-        print("error: give --weights GFPGANv1.4.pth (or --random for seeded random weights)", file=sys.stderr)
+        weights = "RealESRGAN_x4plus.pth" if args.model == "realesrgan" else "GFPGANv1.4.pth"
+        print(f"error: give --weights {weights} (or --random for seeded random weights)", file=sys.stderr)
         return 2
     if args.weights is not None and not args.weights.is_file():
         print(f"error: no such weights file: {args.weights}", file=sys.stderr)
         return 2
     try:
-        manifest = export_gfpgan(
-            args.weights,
-            args.out,
-            config=REDUCED if args.reduced else FULL,
-            seed=args.seed,
-            fp16=not args.no_fp16,
-        )
+        if args.model == "realesrgan":
+            from photopipe_export import realesrgan
+
+            manifest = realesrgan.export_realesrgan(
+                args.weights,
+                args.out,
+                config=realesrgan.REDUCED if args.reduced else realesrgan.X4PLUS,
+                seed=args.seed,
+                fp16=not args.no_fp16,
+            )
+        else:
+            manifest = export_gfpgan(
+                args.weights,
+                args.out,
+                config=REDUCED if args.reduced else FULL,
+                seed=args.seed,
+                fp16=not args.no_fp16,
+            )
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from photopipe.errors import ConfigurationError
 
@@ -221,7 +221,39 @@ class WorkerSettings(_EnvSettings):
     api_url: str | None = Field(None, alias="PHOTOPIPE_API_URL")
     fleet_secret: SecretStr | None = Field(None, alias="FLEET_SECRET")
     fleet_secret_id: str | None = Field(None, alias="FLEET_SECRET_ID")
+    # GPU sessions run only these batch sizes (each chunk padded up to one; a CUDA graph and the TensorRT
+    # profile cover them): comma-separated, the largest = PHOTOPIPE_MAX_BATCH; unset: powers of two up to it.
+    batch_buckets: str | None = Field(None, alias="PHOTOPIPE_BATCH_BUCKETS")
+    cuda_graphs: bool = Field(True, alias="PHOTOPIPE_CUDA_GRAPHS")
+    # TensorRT engine and timing caches (a volume that outlives the task saves the engine build)
+    trt_cache_dir: str | None = Field(None, alias="PHOTOPIPE_TRT_CACHE_DIR")
+    # The GPU image sets PHOTOPIPE_REQUIRE_GPU=1: there the worker refuses to start on the CPU provider
+    # unless PHOTOPIPE_ALLOW_CPU=1. The local stack's CPU worker sets neither.
+    require_gpu: bool = Field(False, alias="PHOTOPIPE_REQUIRE_GPU")
+    allow_cpu: bool = Field(False, alias="PHOTOPIPE_ALLOW_CPU")
+    # threads for the CPU halves (download, decode, detect, align; paste, encode, upload) beside the restore
+    cpu_threads: int | None = Field(None, alias="PHOTOPIPE_CPU_THREADS", ge=1, le=64)
+    # a Real-ESRGAN model directory (manifest.json + ONNX, `photopipe models export --model realesrgan`):
+    # the background upscaler at quality_level high; unset: Lanczos
+    upscaler_model_dir: str | None = Field(None, alias="PHOTOPIPE_UPSCALER_MODEL_DIR")
+
+    @field_validator("batch_buckets")
+    @classmethod
+    def _buckets(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        sizes = sorted({int(part) for part in value.split(",") if part.strip()})
+        max_batch = info.data.get("max_batch")
+        if not sizes or sizes[0] < 1 or (max_batch is not None and sizes[-1] != max_batch):
+            raise ValueError(
+                f"expected positive batch sizes, the largest equal to PHOTOPIPE_MAX_BATCH ({max_batch})"
+            )
+        return ",".join(map(str, sizes))
 
     @property
     def provider_list(self) -> list[str] | None:
         return [p.strip() for p in self.providers.split(",") if p.strip()] if self.providers else None
+
+    @property
+    def bucket_list(self) -> list[int] | None:
+        return [int(b) for b in self.batch_buckets.split(",")] if self.batch_buckets else None

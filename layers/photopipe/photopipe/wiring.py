@@ -345,8 +345,28 @@ def worker_fleet_link(
     return DirectFleetLink(fleet, worker_id, provider=provider, max_batch=max_batch, version=__version__)
 
 
+def background_upscaler(settings: WorkerSettings) -> Any:
+    """Real-ESRGAN in tiles when `PHOTOPIPE_UPSCALER_MODEL_DIR` names an exported model (its sha256 checked
+    against its manifest), else Lanczos."""
+    from photopipe.enhance.upscale import LanczosUpscaler, TiledOnnxUpscaler
+
+    if not settings.upscaler_model_dir:
+        return LanczosUpscaler()
+    from pathlib import Path
+
+    from photopipe.enhance.providers import CPU, CUDA
+
+    return TiledOnnxUpscaler.from_model_dir(
+        Path(settings.upscaler_model_dir),
+        providers=settings.provider_list or [CUDA, CPU],
+        precision=settings.precision,
+    )
+
+
 def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhancer: Any | None = None) -> Any:
     """A GPU worker with its one face-restorer session (created and warmed up here, at start)."""
+    import os
+
     from photopipe.enhance.pipeline import PipelineEnhancer
     from photopipe.usecases.enhance_worker import GpuWorker, WorkerConfig, default_worker_id
 
@@ -360,6 +380,11 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
             providers=settings.provider_list,
             precision=settings.precision,
             max_batch=settings.max_batch,
+            buckets=settings.bucket_list,
+            cuda_graphs=settings.cuda_graphs,
+            trt_cache_dir=Path(settings.trt_cache_dir) if settings.trt_cache_dir else None,
+            require_gpu=settings.require_gpu,
+            allow_cpu=settings.allow_cpu,
         )
     worker_id = settings.worker_id or default_worker_id()
     provider = getattr(restorer, "provider", None)
@@ -370,6 +395,9 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
         batch_wait_s=settings.batch_wait_s,
         visibility_s=settings.visibility_s,
         lease_s=settings.lease_s,
+        cpu_threads=settings.cpu_threads or max(2, min(8, os.cpu_count() or 2)),
+        # on the CPU provider the restore already uses every core: overlapping the CPU halves only contends
+        overlap=provider != "CPUExecutionProvider",
     )
     jobs = JobsRepository(settings.jobs_table)
     return GpuWorker(
@@ -377,7 +405,9 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
         media=MediaStore(settings.media_bucket),
         queue=Queue(settings.gpu_jobs_queue_url),
         restorer=restorer,
-        enhancer=enhancer if enhancer is not None else PipelineEnhancer(),
+        enhancer=enhancer
+        if enhancer is not None
+        else PipelineEnhancer(upscaler=background_upscaler(settings)),
         config=config,
         fleet=worker_fleet_link(
             settings,
