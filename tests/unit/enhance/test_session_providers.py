@@ -234,7 +234,13 @@ def test_bucket_runner_pads_to_buckets_and_reuses_fixed_buffers(model_dir: Path)
 
 
 def test_worker_settings_for_buckets_and_the_gpu_policy() -> None:
-    base = {"MEDIA_BUCKET": "m", "JOBS_TABLE": "j", "WORKERS_TABLE": "w", "GPU_JOBS_QUEUE_URL": "q", "CREDITS_TABLE": "c"}
+    base = {
+        "MEDIA_BUCKET": "m",
+        "JOBS_TABLE": "j",
+        "WORKERS_TABLE": "w",
+        "GPU_JOBS_QUEUE_URL": "q",
+        "CREDITS_TABLE": "c",
+    }
     base["PHOTOPIPE_MODEL_DIR"] = "/models"
     settings = WorkerSettings.from_env(
         {**base, "PHOTOPIPE_MAX_BATCH": "32", "PHOTOPIPE_BATCH_BUCKETS": "32,8,1"}
