@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from photopipe_cli.errors import ApiError, CliError, ExitCode, NotLoggedIn
+from photopipe_cli.errors import ApiError, ApiNotFound, CliError, ExitCode, NotLoggedIn
 from photopipe_cli.settings import Credential, Server
 
 if TYPE_CHECKING:
@@ -131,6 +131,8 @@ class Api:
                 hint=hint,
                 code=ExitCode.NOT_LOGGED_IN,
             )
+        if response.status_code == 404:
+            return ApiNotFound(404, code, message)
         return ApiError(response.status_code, code, message)
 
     # ------------------------------------------------------------------------------------- JSON

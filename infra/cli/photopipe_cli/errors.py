@@ -68,3 +68,7 @@ class ApiError(CliError):
         super().__init__(message, hint=hint, code=code)
         self.status = status
         self.api_code = api_code
+
+
+class ApiNotFound(ApiError, NotFound):
+    """A 404 from the API: catch it as `NotFound`."""

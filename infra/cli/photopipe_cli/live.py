@@ -147,7 +147,7 @@ class LiveUpdates:
         from websockets.sync.client import connect
 
         try:
-            first = connect(self._url, **self._options())
+            first = connect(self._url, legacy=True, **self._options())  # a connection, kept by the thread
         except (InvalidHandshake, InvalidURI, OSError, TimeoutError) as e:
             raise self._first_failure(e) from None
         self.connections = 1
@@ -221,6 +221,7 @@ class LiveUpdates:
             self._events.put(Failed(self._first_failure(e)))
 
     def _lost(self, reason: str) -> None:
+        self._notice(f"live updates: connection lost ({reason}); reconnecting")
         self._events.put(Lost(reason))
 
     def _delays(self) -> Generator[float]:
@@ -228,7 +229,7 @@ class LiveUpdates:
         while True:
             if self._stop.is_set():
                 delay = 0.0
-            self._notice(f"live updates: connection lost; reconnecting in {delay:.1f} s")
+            self._notice(f"live updates: cannot reconnect yet; trying again in {delay:.2g} s")
             yield delay
             delay = min(most, delay * 2)
 

@@ -67,6 +67,13 @@ class Ui:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
         sys.stdout.flush()
 
+    def fields(self, rows: list[tuple[str, Any]]) -> None:
+        """`label  value` lines on stdout, labels aligned, values never cut or folded (links stay whole)."""
+        rows = [(label, value) for label, value in rows if value is not None and value != ""]
+        width = max((len(label) for label, _ in rows), default=0)
+        for label, value in rows:
+            self.out.print(f"{label:<{width}}  {value}", markup=False, highlight=False, soft_wrap=True)
+
     def print(self, renderable: Any) -> None:
         """A table or text for a person, on stdout."""
         self.out.print(renderable)

@@ -153,25 +153,19 @@ def logout(api: ApiOption = None, json_: JsonOption = False) -> None:
 
 def profile(api: ApiOption = None, json_: JsonOption = False) -> None:
     """Show who you are logged in as."""
-    from rich.table import Table
-
     from photopipe_cli.context import Ctx
-    from photopipe_cli.ui import plain
 
     ctx = Ctx(api=api, json_mode=json_)
     user = ctx.client().get("/profile")["user"]
     if json_:
         ctx.ui.emit({"server": ctx.server.url, "user": user})
         return
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for label, key in (
-        ("username", "username"),
-        ("email", "email"),
-        ("user id", "user_id"),
-        ("since", "created_at"),
-    ):
-        table.add_row(label, plain(user.get(key)))
-    table.add_row("server", plain(ctx.server.url))
-    ctx.ui.print(table)
+    ctx.ui.fields(
+        [
+            ("username", user.get("username")),
+            ("email", user.get("email")),
+            ("user id", user.get("user_id")),
+            ("since", user.get("created_at")),
+            ("server", ctx.server.url),
+        ]
+    )

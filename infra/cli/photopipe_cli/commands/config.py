@@ -74,7 +74,7 @@ def unset(
 def show(api: ApiOption = None, json_: JsonOption = False) -> None:
     """Show the server in use and where it comes from, the login, and where the files are."""
     from photopipe_cli.settings import config_file, credential, credentials_file, journal_file, resolve_server
-    from photopipe_cli.ui import Ui, plain
+    from photopipe_cli.ui import Ui
 
     ui = Ui(json_mode=json_)
     server = resolve_server(api)
@@ -97,19 +97,20 @@ def show(api: ApiOption = None, json_: JsonOption = False) -> None:
     if json_:
         ui.emit(data)
         return
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("api", plain(f"{server.url}  ({server.source})"))
     if login is None:
-        table.add_row("login", "not logged in (photopipe login)")
+        who = "not logged in (photopipe login)"
     elif cred is not None and cred.source == "PHOTOPIPE_TOKEN":
-        table.add_row("login", "token from PHOTOPIPE_TOKEN")
+        who = "token from PHOTOPIPE_TOKEN"
     else:
-        until = f", until {login['expires_at']}" if login["expires_at"] else ""
-        table.add_row("login", plain(f"{login['username'] or '?'}{until}"))
-    for name, key in (("config", "config_file"), ("credentials", "credentials_file"), ("journal", "journal")):
-        table.add_row(name, plain(str(data[key])))
-    ui.print(table)
+        who = f"{login['username'] or '?'}" + (
+            f", until {login['expires_at']}" if login["expires_at"] else ""
+        )
+    ui.fields(
+        [
+            ("api", f"{server.url}  ({server.source})"),
+            ("login", who),
+            ("config", data["config_file"]),
+            ("credentials", data["credentials_file"]),
+            ("journal", data["journal"]),
+        ]
+    )

@@ -105,23 +105,37 @@ def list_photos(
 
 
 def _table(ui: Any, items: list[dict[str, Any]]) -> None:
+    """A table on a terminal; tab-separated lines, nothing cut, when piped (like `gh`)."""
     from rich.table import Table
 
     from photopipe_cli.ui import human_bytes, plain
 
+    rows = [
+        (
+            str(item.get("image_id")),
+            str(item.get("filename")),
+            str(item.get("state")),
+            str((item.get("classification") or {}).get("category") or "-"),
+            human_bytes(item.get("bytes") or item.get("declared_size")),
+            _date(item.get("created_at")),
+        )
+        for item in items
+    ]
+    if not ui.out.is_terminal:
+        import sys
+
+        sys.stdout.writelines("\t".join(row) + "\n" for row in rows)  # rich would expand the tabs
+        return
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("ID", "NAME", "STATE", "CATEGORY", "SIZE", "DATE"):
-        table.add_column(column, justify="right" if column == "SIZE" else "left", no_wrap=column == "ID")
-    for item in items:
-        classification = item.get("classification") or {}
-        table.add_row(
-            plain(item.get("image_id")),
-            plain(item.get("filename")),
-            plain(item.get("state")),
-            plain(classification.get("category") or "-"),
-            plain(human_bytes(item.get("bytes") or item.get("declared_size"))),
-            plain(_date(item.get("created_at"))),
+        table.add_column(
+            column,
+            justify="right" if column == "SIZE" else "left",
+            no_wrap=column != "NAME",
+            overflow="ellipsis",
         )
+    for row in rows:
+        table.add_row(*(plain(cell) for cell in row))
     ui.print(table)
 
 
@@ -147,28 +161,21 @@ def show(
     """Show one photo: state, reason, size, category, links.
 
     The links are short-lived (a few minutes)."""
-    from rich.table import Table
-
     from photopipe_cli.context import Ctx
-    from photopipe_cli.ui import human_bytes, plain
+    from photopipe_cli.ui import human_bytes
 
     ctx = Ctx(api=api, json_mode=json_)
     image = ctx.client().get(f"/images/{_safe(image_id)}")
     if json_:
         ctx.ui.emit(image)
         return
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
     rows: list[tuple[str, Any]] = [
         ("id", image.get("image_id")),
         ("name", image.get("filename")),
         ("state", image.get("state")),
     ]
     if image.get("reason") or image.get("reason_message"):
-        rows.append(
-            ("reason", f"{image.get('reason') or ''}: {image.get('reason_message') or ''}".strip(": "))
-        )
+        rows.append(("reason", ": ".join(p for p in (image.get("reason"), image.get("reason_message")) if p)))
     if image.get("width"):
         rows.append(("picture", f"{image.get('format') or '?'} {image['width']}x{image['height']}"))
     rows.append(("size", human_bytes(image.get("bytes") or image.get("declared_size"))))
@@ -177,19 +184,18 @@ def show(
         rows.append(
             (
                 "category",
-                f"{classification.get('category')} ({classification.get('label_en')} / {classification.get('label_zh')}), "
-                f"confidence {classification.get('confidence')}, from {classification.get('source')}",
+                f"{classification.get('category')} ({classification.get('label_en')} / "
+                f"{classification.get('label_zh')}), confidence {classification.get('confidence')}, "
+                f"from {classification.get('source')}",
             )
         )
-    rows += [("sha256", image.get("sha256")), ("uploaded", _date(image.get("created_at")))]
-    rows.append(("updated", _date(image.get("updated_at"))))
-    for name, url in (image.get("urls") or {}).items():
-        if url:
-            rows.append((name, url))
-    for label, value in rows:
-        if value is not None:
-            table.add_row(label, plain(value))
-    ctx.ui.print(table)
+    rows += [
+        ("sha256", image.get("sha256")),
+        ("uploaded", _date(image.get("created_at"))),
+        ("updated", _date(image.get("updated_at"))),
+    ]
+    rows += [(name, url) for name, url in (image.get("urls") or {}).items() if url]
+    ctx.ui.fields(rows)
 
 
 def _safe(item_id: str) -> str:
@@ -214,12 +220,13 @@ def download(
         What, typer.Option(help="Which file: the original, a rendition, or the enhanced result.")
     ] = What.original,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "-o",
             "--output",
             metavar="PATH",
-            help="Where to write it: a file, a folder, or - for stdout. Default: the photo's name here.",
+            help="Where to write it: a file, a folder (an existing one, or a name ending in /), or - for "
+            "stdout. Default: the photo's name, here.",
             show_default=False,
         ),
     ] = None,
@@ -231,6 +238,7 @@ def download(
 
     --what original (default), preview (1440 px JPEG), thumbnail (256 px WebP) or enhanced (the
     latest `photopipe enhance` of it from this machine; or give the enhancement job's id)."""
+    import os
     import sys
 
     from photopipe_cli.api import save_to
@@ -240,7 +248,7 @@ def download(
 
     ctx = Ctx(api=api, json_mode=json_)
     client = ctx.client()
-    to_stdout = output is not None and str(output) == "-"
+    to_stdout = output == "-"
     if to_stdout and json_:
         raise UsageProblem("-o - writes the file to stdout; it cannot also carry --json")
     if what is What.enhanced:
@@ -256,8 +264,8 @@ def download(
     if to_stdout:
         client.download(url, sys.stdout.buffer)
         return
-    target = output or Path(name)
-    if target.is_dir():
+    target = Path(output) if output else Path(name)
+    if output and (output.endswith(("/", os.sep)) or target.is_dir()):
         target = target / name
     if target.exists() and not force:
         raise CliError(f"{target} already exists", hint="Give another -o PATH, or --force to overwrite it.")

@@ -83,7 +83,12 @@ def run(
     )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stack = LocalStack(template, port=port, moto_port=moto_port, parameters=dict(cast(list[tuple[str, str]], parameter or [])))
+        stack = LocalStack(
+            template,
+            port=port,
+            moto_port=moto_port,
+            parameters=dict(cast(list[tuple[str, str]], parameter or [])),
+        )
         with stack:
             for line in describe(stack):
                 say(line)

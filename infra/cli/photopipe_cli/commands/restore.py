@@ -73,7 +73,7 @@ def restore(
     if target.exists() and not force:
         raise CliError(f"{target} already exists", hint="Give another -o OUT, or --force to overwrite it.")
 
-    from photopipe.enhance.faces import MtcnnDetector
+    from photopipe.enhance.faces import FACE_SIZE, MtcnnDetector
     from photopipe.enhance.manifest import ManifestError
     from photopipe.enhance.pipeline import enhance
     from photopipe.enhance.session import GfpganSession
@@ -88,6 +88,12 @@ def restore(
             status.start()
         try:
             restorer = GfpganSession(directory, max_batch=8)
+            if restorer.input_size != FACE_SIZE:
+                raise CliError(
+                    f"the model in {directory} takes {restorer.input_size} px faces; the pipeline aligns faces "
+                    f"to {FACE_SIZE} px (a `models export --reduced` model is for the exporter's own tests)",
+                    hint="Export GFPGAN v1.3/v1.4: photopipe models export --weights GFPGANv1.4.pth --out DIR",
+                )
             detector = MtcnnDetector()
             if status is not None:
                 status.update(f"Restoring {source.name} on {restorer.provider}...")

@@ -192,15 +192,15 @@ def _print_summary(ui: Any, s: dict[str, Any], *, waited: bool) -> None:
         f", {human_bytes(s['bytes_sent'] / s['seconds'])}/s" if s["seconds"] > 0 and s["bytes_sent"] else ""
     )
     parts = [f"{s['uploaded']} uploaded ({human_bytes(s['bytes_sent'])} in {s['seconds']:.1f} s{rate})"]
-    for key, label in (
-        ("already_uploaded", "already uploaded"),
-        ("duplicates", "duplicates"),
-        ("not_images", "not images"),
-        ("failed", "failed"),
-        ("rejected", "rejected"),
+    for key, one, many in (
+        ("already_uploaded", "already uploaded", "already uploaded"),
+        ("duplicates", "duplicate", "duplicates"),
+        ("not_images", "not an image", "not images"),
+        ("failed", "failed", "failed"),
+        ("rejected", "rejected", "rejected"),
     ):
         if s[key]:
-            parts.append(f"{s[key]} {label}")
+            parts.append(f"{s[key]} {one if s[key] == 1 else many}")
     style = "red" if s["failed"] or s["rejected"] else "green"
     ui.err.print(" · ".join(parts), markup=False, style=style)
     if s["uploaded"] and not waited:
