@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from photopipe_cli.api import Api
-from photopipe_cli.errors import ApiError, ExitCode, NotLoggedIn
+from photopipe_cli.errors import ApiNotFound, NotLoggedIn
 from photopipe_cli.settings import Credential, Server
 
 
@@ -34,7 +34,7 @@ class FakeApi(Api):
         if path.startswith("/images/"):
             image_id = path.removeprefix("/images/")
             if image_id not in self.records:
-                raise ApiError(404, "image_not_found", f"no image {image_id!r}", code=ExitCode.NOT_FOUND)
+                raise ApiNotFound(404, "image_not_found", f"no image {image_id!r}")
             return self.records[image_id]
         raise AssertionError(f"unexpected GET {path}")
 

@@ -266,3 +266,57 @@ def test_upload_wait_without_live_updates_fails_before_sending_anything(
     assert "this server offers no live updates (GET /api/v1/info has no websocket_url" in result.err
     assert "upload without --wait" in result.err
     assert "uploaded" not in result.err
+
+
+def test_upload_wait_prints_each_change_and_the_reason_of_a_rejected_photo(
+    fake: FakeLiveServer, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from photopipe_cli.commands.upload import follow_uploads
+    from photopipe_cli.journal import Journal
+    from photopipe_cli.photos import find_photos
+    from photopipe_cli.ui import Ui
+    from photopipe_cli.uploader import QuietReporter, Uploader, UploadOptions
+    from tests.unit.cli.fakes import FakeApi
+    from tests.unit.cli.pictures import jpeg, photo
+
+    (tmp_path / "good.jpg").write_bytes(jpeg(photo((64, 48))))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 20)
+    api = FakeApi()
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        outcomes = Uploader(
+            api,
+            journal,
+            user_id="u1",
+            options=UploadOptions(),
+            max_upload_bytes=None,
+            reporter=QuietReporter(),
+        ).run(find_photos([tmp_path / "good.jpg", tmp_path / "bad.png"]))
+    good, bad = (o.image_id or "" for o in outcomes)
+    api.records[bad] = {
+        "image_id": bad,
+        "state": "rejected",
+        "reason": "corrupt",
+        "reason_message": "truncated",
+    }
+    with connect(fake) as live:
+        fake.wait_for_connections(1)
+        for image_id, state, at in (
+            (good, "processing", T0),
+            (bad, "processing", T0),
+            (good, "processed", T1),
+        ):
+            fake.send({"type": "image.updated", "image_id": image_id, "state": state, "at": at})
+        fake.send({"type": "image.updated", "image_id": bad, "state": "rejected", "at": T2})
+        fake.send({"type": "image.updated", "image_id": good, "state": "classification_skipped", "at": T3})
+        problems = follow_uploads(Ui(), api, live, outcomes, timeout=30)
+
+    assert problems  # a photo was rejected: `upload --wait` exits 1
+    assert outcomes[0].states == ["processing", "processed", "classification_skipped"]
+    assert (outcomes[1].final_state, outcomes[1].reason) == ("rejected", "corrupt: truncated")
+    err = capsys.readouterr().err
+    assert "Following 2 photos through processing (live updates)..." in err
+    assert (
+        f"rejected               {tmp_path / 'bad.png'}  ({bad})\n                       corrupt: truncated"
+        in err
+    )
+    assert f"classification_skipped {tmp_path / 'good.jpg'}  ({good})" in err

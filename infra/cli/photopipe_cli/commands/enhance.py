@@ -103,9 +103,9 @@ def enhance(
     wait = wait or output is not None
     live = None
     if wait:
-        from photopipe_cli.commands.upload import _open_live
+        from photopipe_cli.commands.upload import open_live
 
-        live = _open_live(ctx, client)
+        live = open_live(ctx, client)
     params = params_of(scale, quality_level, tile_size)
     user_id = ctx.user_id(client)
     jobs: list[dict[str, Any]] = []

@@ -79,7 +79,7 @@ def upload(
     user_id = str(client.get("/profile")["user"]["user_id"])  # checks the token before any work
     info = client.get("/info", auth=False) or {}
     limits = info.get("limits") or {}
-    live = _open_live(ctx, client) if wait else None
+    live = open_live(ctx, client) if wait else None
     found = find_photos(paths)
     if not found:
         from photopipe_cli.errors import UsageProblem
@@ -110,8 +110,14 @@ def upload(
         seconds = time.perf_counter() - started
     problems = any(o.failed for o in outcomes)
     if live is not None:
+        from photopipe_cli.follow import TimedOut
+
         with live:
-            problems |= _follow(ctx, client, live, outcomes, timeout)
+            try:
+                problems |= follow_uploads(ui, client, live, outcomes, timeout)
+            except TimedOut as e:  # the photos go on on the server; report what is known
+                ui.error(e.message, e.hint)
+                problems = True
     summary = _summary(outcomes, seconds)
     if json_:
         ui.emit({"server": ctx.server.url, "files": [o.to_json() for o in outcomes], "summary": summary})
@@ -121,19 +127,19 @@ def upload(
         raise typer.Exit(1)
 
 
-def _open_live(ctx: Any, client: Any) -> Any:
+def open_live(ctx: Any, client: Any) -> Any:
     from photopipe_cli.live import LiveUpdates, endpoint
 
     notice = ctx.ui.info if not ctx.ui.json else (lambda _t: None)
     return LiveUpdates(endpoint(client), client.require_login().token, on_notice=notice).open()
 
 
-def _follow(ctx: Any, client: Any, live: Any, outcomes: list[Any], timeout: float | None) -> bool:
-    """Follow the uploaded photos; True when one ended rejected or failed."""
+def follow_uploads(ui: Any, client: Any, live: Any, outcomes: list[Any], timeout: float | None) -> bool:
+    """Follow the photos just uploaded to their final state, printing each change (on stderr) and
+    filling in each outcome's states and reason; True when one ended rejected or failed."""
     from photopipe_cli.follow import Follower, Tracked
     from photopipe_cli.uploader import Status
 
-    ui = ctx.ui
     by_id = {o.image_id: o for o in outcomes if o.status is Status.UPLOADED and o.image_id}
     if not by_id:
         return False

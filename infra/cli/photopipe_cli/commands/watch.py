@@ -21,7 +21,7 @@ def watch(api: ApiOption = None, json_: JsonOption = False) -> None:
     Needs the server's live updates (its WebSocket API); reconnects by itself when the connection
     drops. A rejected or failed photo is printed with its reason. With --json, one JSON object per
     line (JSON Lines), as the server sent it plus `reason` where one was looked up."""
-    from photopipe_cli.commands.upload import _open_live
+    from photopipe_cli.commands.upload import open_live
     from photopipe_cli.context import Ctx
     from photopipe_cli.live import Failed, Lost, Reconnected
 
@@ -29,7 +29,7 @@ def watch(api: ApiOption = None, json_: JsonOption = False) -> None:
     ui = ctx.ui
     client = ctx.client()
     client.require_login()
-    live = _open_live(ctx, client)
+    live = open_live(ctx, client)
     if not json_:
         ui.info(f"Watching {ctx.server.url} for changes (Ctrl+C to stop)...")
     try:
