@@ -37,7 +37,7 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "photopipe")
 
 from photopipe_local import LocalStack  # noqa: E402
 
-PASSWORD = "benchmark-password"
+PASSWORD = "benchmark-password"  # noqa: S105 - a throwaway local account
 PHOTOPIPE = str(Path(sys.executable).with_name("photopipe"))
 
 
