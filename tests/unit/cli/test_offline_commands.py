@@ -206,7 +206,11 @@ def test_restore_runs_the_pipeline_on_a_local_photo(run: Run, small_model: Path,
 
 def test_restore_with_a_model_for_other_face_sizes_says_so(run: Run, tmp_path: Path) -> None:
     model = tmp_path / "reduced"
-    assert main(["models", "export", "--reduced", "--out", str(model), "--no-fp16"]) == 0
+    exported = run("models", "export", "--reduced", "--out", str(model), "--no-fp16", "--json")
+    assert exported.code == 0
+    manifest = json.loads(exported.out)
+    assert manifest["manifest"] == str(model / "manifest.json")
+    assert [f["precision"] for f in manifest["files"]] == ["fp32"]
     photo_path = tmp_path / "p.jpg"
     photo_path.write_bytes(jpeg(photo((64, 64))))
     result = run("restore", str(photo_path), "--model-dir", str(model))

@@ -58,7 +58,7 @@ def params_of(scale: int | None, quality_level: QualityLevel | None, tile_size: 
 
 
 def enhance(
-    image_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="The photos' ids.")],
+    image_ids: Annotated[list[str], typer.Argument(metavar="ID", help="The photos' ids.")],
     scale: Scale = None,
     quality_level: Quality = None,
     tile_size: TileSize = None,

@@ -317,7 +317,7 @@ def _enhanced(ctx: Any, client: Any, item_id: str) -> tuple[str, str]:
 
 
 def delete(
-    image_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="The photos' ids.")],
+    image_ids: Annotated[list[str], typer.Argument(metavar="ID", help="The photos' ids.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     api: ApiOption = None,
     json_: JsonOption = False,

@@ -44,7 +44,10 @@ def export(
     import logging
     import sys
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from photopipe_cli.logs import StderrHandler
+
+    # to whatever stderr is when a record is written (a test may swap it between two commands)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", handlers=[StderrHandler()])
     if weights is not None and random:
         print("error: give --weights or --random, not both", file=sys.stderr)
         raise typer.Exit(2)

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
 
 def upload(
     paths: Annotated[
-        list[Path], typer.Argument(metavar="PATH...", help="Photos, or folders to upload recursively.")
+        list[Path], typer.Argument(metavar="PATH", help="Photos, or folders to upload recursively.")
     ],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=32, help="Photos sent at once.")] = 4,
     compress: Annotated[
