@@ -16,6 +16,7 @@ for the same CPUs while the uploads run, as it does under `make run`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -118,13 +119,17 @@ def main() -> None:
         "POWERTOOLS_METRICS_DISABLED": "true",
         "PHOTOPIPE_CLASSIFIER": "none",
     }
-    with LocalStack(
-        ROOT / "template.yaml",
-        port=0,
-        stack_name="photopipe-bench-cli",
-        write_state=False,
-        env_overrides=quiet,
-    ) as stack:
+    # the stack's functions print their metrics (EMF) to stdout: this script's stdout is its JSON only
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        LocalStack(
+            ROOT / "template.yaml",
+            port=0,
+            stack_name="photopipe-bench-cli",
+            write_state=False,
+            env_overrides=quiet,
+        ) as stack,
+    ):
         env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTOPIPE_")}
         env |= {
             "PHOTOPIPE_API_URL": stack.api_url,
