@@ -93,7 +93,7 @@ class ApiServices:
             url_ttl_seconds=self.settings.upload_url_ttl_seconds,
         )
 
-    @property
+    @cached_property  # it holds two DynamoDB resources: one per process, not one per request
     def insights(self) -> Insights:
         return Insights(
             cache=ClassificationCache(

@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from photopipe_cli.main import build_parser, main
+from photopipe_cli.main import main, parse
 
 
 def test_local_group_has_run_and_invoke() -> None:
-    parser = build_parser()
-    run = parser.parse_args(
-        ["local", "run", "--port", "3001", "--template", "t.yaml", "--parameter", "Stage=prod"]
-    )
+    run = parse(["local", "run", "--port", "3001", "--template", "t.yaml", "--parameter", "Stage=prod"])
     assert (run.port, run.template, run.parameter) == (3001, "t.yaml", [("Stage", "prod")])
-    invoke = parser.parse_args(["local", "invoke", "IngestFunction", "-e", "-"])
+    invoke = parse(["local", "invoke", "IngestFunction", "-e", "-"])
     assert (invoke.function, invoke.event) == ("IngestFunction", "-")
 
 
