@@ -297,9 +297,10 @@ class WebSocketGateway:
             )
             logger.info("websocket refused", extra=extra)
             return
-        await websocket.accept()
         connection = _Connection(connection_id, websocket, connected_at, source_ip, user_agent, authorizer)
-        self.connections[connection_id] = connection
+        async with connection.lock:  # known before the client sees it open; a post waits for the accept
+            self.connections[connection_id] = connection
+            await websocket.accept()
         logger.info("websocket connected", extra=extra)
         await self._run(connection, who)
 
