@@ -156,11 +156,15 @@ class StreamEventSource(threading.Thread):
 
     def start(self) -> None:
         """Take the shard iterators now (LATEST means: what is written from here on), then poll."""
+        self.prime()
+        super().start()
+
+    def prime(self) -> None:
+        """Take an iterator on each open shard at the mapping's StartingPosition."""
         description = self.streams.describe_stream(StreamArn=self.event.stream_arn)["StreamDescription"]
         for shard in description["Shards"]:
-            if "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {}):  # open shards only
+            if "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {}):
                 self._iterators[shard["ShardId"]] = self._iterator(shard["ShardId"])
-        super().start()
 
     def _iterator(self, shard_id: str) -> str:
         arn, position = self.event.stream_arn, self.event.starting_position

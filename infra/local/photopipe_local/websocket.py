@@ -258,9 +258,10 @@ class WebSocketGateway:
             return 403, {}
         if not policy_allows(policy.get("policyDocument"), method_arn):
             return 403, {}
-        context = {
-            k: v for k, v in (policy.get("context") or {}).items() if isinstance(v, str | int | float | bool)
-        }
+        context = policy.get("context") or {}
+        if not all(isinstance(v, str | int | float | bool) for v in context.values()):
+            logger.error("authorizer context values must be strings, numbers or booleans: a 500")
+            return 500, {}
         return 200, {"principalId": policy["principalId"], **context}
 
     # ------------------------------------------------------------------------------ the socket
@@ -359,9 +360,9 @@ class WebSocketGateway:
             await connection.close(1000)
             return Response(status_code=204)
         if request.method == "GET":
-            identity = {"SourceIp": connection.source_ip, "UserAgent": connection.user_agent}
+            identity = {"sourceIp": connection.source_ip, "userAgent": connection.user_agent}
             connected, active = _iso(connection.connected_at), _iso(connection.last_active)
-            return JSONResponse({"ConnectedAt": connected, "Identity": identity, "LastActiveAt": active})
+            return JSONResponse({"connectedAt": connected, "identity": identity, "lastActiveAt": active})
         if len(data := await request.body()) > MAX_MESSAGE_BYTES:
             headers = {"x-amzn-ErrorType": "PayloadTooLargeException"}
             return JSONResponse({"message": "Message too long"}, 413, headers=headers)

@@ -21,9 +21,8 @@ SECRET = "k" * 64
 USER = User(user_id="u-alice", username="alice", email="alice@example.com", created_at="2026-01-01T00:00:00Z")
 
 
-def _service(secret: str = SECRET, **overrides: Any) -> TokenService:
-    settings = {"issuer": "photopipe", "audience": "photopipe-api", "ttl_seconds": 3600} | overrides
-    return TokenService(secret=secret, **settings)
+def _service(secret: str = SECRET) -> TokenService:
+    return TokenService(secret=secret, issuer="photopipe", audience="photopipe-api", ttl_seconds=3600)
 
 
 @pytest.fixture
