@@ -7,8 +7,11 @@ checkpoints before it and retries from it; a failed invocation is bisected (Bise
 to the record at fault, retried MaximumRetryAttempts times, then described on the OnFailure SQS destination
 and skipped, so the shard moves on.
 
-moto keeps every shard iterator it hands out (~2 KB each), so an idle source polls once a second, not
-Lambda's four times; after records it polls every 0.1 s until the stream is quiet again.
+Each read starts from a fresh iterator at the shard's checkpoint (the sequence number after the last settled
+record), as Lambda's checkpoints do: moto swaps in a copy of its tables whenever a transaction is cancelled
+(its rollback state), and an iterator taken before then reads the orphaned copy and never sees another
+record. moto also keeps every iterator it hands out (~2 KB each, two a read), so an idle source reads once a
+second, not Lambda's four times; after records it reads every 0.1 s until the stream is quiet again.
 """
 
 from __future__ import annotations
@@ -145,7 +148,8 @@ class StreamEventSource(threading.Thread):
         )
         self.patterns = [EventPattern.load(pattern) for pattern in event.filters]
         self.failed_records, self.discarded_records = 0, 0
-        self._iterators: dict[str, str] = {}  # shard id -> iterator at the first record not yet settled
+        # shard id -> where its first record not yet settled is: (ShardIteratorType, SequenceNumber)
+        self._checkpoints: dict[str, tuple[str, str]] = {}
         self._stopping = threading.Event()
 
     @staticmethod
@@ -160,16 +164,24 @@ class StreamEventSource(threading.Thread):
         super().start()
 
     def prime(self) -> None:
-        """Take an iterator on each open shard at the mapping's StartingPosition."""
+        """Checkpoint each open shard at the mapping's StartingPosition (LATEST: after its last record)."""
         description = self.streams.describe_stream(StreamArn=self.event.stream_arn)["StreamDescription"]
         for shard in description["Shards"]:
-            if "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {}):
-                self._iterators[shard["ShardId"]] = self._iterator(shard["ShardId"])
+            if "EndingSequenceNumber" in (numbers := shard.get("SequenceNumberRange", {})):
+                continue  # closed: moto's never are
+            shard_id, checkpoint = shard["ShardId"], ("AT_SEQUENCE_NUMBER", numbers["StartingSequenceNumber"])
+            if self.event.starting_position == "LATEST":
+                records, following = self._read(self._iterator(shard_id, checkpoint), 1000)
+                while records:  # read to the end, delivering nothing
+                    checkpoint = ("AFTER_SEQUENCE_NUMBER", records[-1]["dynamodb"]["SequenceNumber"])
+                    records, following = self._read(following, 1000) if following else ([], None)
+            self._checkpoints[shard_id] = checkpoint
 
-    def _iterator(self, shard_id: str) -> str:
-        arn, position = self.event.stream_arn, self.event.starting_position
+    def _iterator(self, shard_id: str, checkpoint: tuple[str, str]) -> str:
+        kind, sequence_number = checkpoint
+        arn = self.event.stream_arn
         response = self.streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard_id, ShardIteratorType=position
+            StreamArn=arn, ShardId=shard_id, ShardIteratorType=kind, SequenceNumber=sequence_number
         )
         return str(response["ShardIterator"])
 
@@ -178,8 +190,8 @@ class StreamEventSource(threading.Thread):
 
     def backlog(self) -> int:
         """Records written but not yet settled (filtered out ones count until the poller passes them)."""
-        iterators = list(self._iterators.values())
-        return sum(len(self.streams.get_records(ShardIterator=i, Limit=1)["Records"]) for i in iterators)
+        checkpoints = list(self._checkpoints.items())
+        return sum(len(self._read(self._iterator(shard, at), 1)[0]) for shard, at in checkpoints)
 
     def run(self) -> None:
         logger.info(
@@ -198,11 +210,11 @@ class StreamEventSource(threading.Thread):
         logger.info("stream poller stopped", extra={"event_source": self.name})
 
     def poll_once(self) -> int:
-        """Read each shard once (topping the batch up within the batching window), deliver what the filters
-        keep, then move the shard's iterator past it. Returns how many records were read."""
+        """Read each shard once from its checkpoint (topping the batch up within the batching window), deliver
+        what the filters keep, then move the checkpoint past it. Returns how many records were read."""
         seen = 0
-        for shard_id, iterator in list(self._iterators.items()):
-            records, following = self._read(iterator, self.event.batch_size)
+        for shard_id, checkpoint in list(self._checkpoints.items()):
+            records, following = self._read(self._iterator(shard_id, checkpoint), self.event.batch_size)
             deadline = time.monotonic() + self.event.maximum_batching_window_seconds
             while (
                 following and records and len(records) < self.event.batch_size and time.monotonic() < deadline
@@ -211,12 +223,15 @@ class StreamEventSource(threading.Thread):
                 more, later = self._read(following, self.event.batch_size - len(records))
                 records, following = records + more, later if more else following
             if records and not self._deliver(shard_id, records):
-                return seen  # stopping: the records are read again from the same iterator next time
+                return seen  # stopping: the records are read again from the checkpoint next time
             seen += len(records)
+            if records:
+                self._checkpoints[shard_id] = (
+                    "AFTER_SEQUENCE_NUMBER",
+                    records[-1]["dynamodb"]["SequenceNumber"],
+                )
             if following is None:  # the shard was closed (moto's never are): its records are all read
-                del self._iterators[shard_id]
-            else:
-                self._iterators[shard_id] = following
+                del self._checkpoints[shard_id]
         return seen
 
     def _read(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str | None]:

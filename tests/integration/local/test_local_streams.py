@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -220,23 +219,22 @@ def test_a_failing_batch_is_bisected_to_the_bad_record_which_goes_to_the_destina
     assert failure["requestContext"]["approximateInvokeCount"] == 2
 
 
-def test_the_mappings_of_the_real_template_are_read(tmp_path: Path) -> None:
-    from moto import mock_aws
+def test_records_written_after_a_cancelled_transaction_still_arrive(stack: LocalStack) -> None:
+    # GIVEN a transaction whose condition fails (moto then puts a copy of its tables back in place)
+    assert stack.clients is not None
+    dynamodb, things = stack.clients.dynamodb, stack.name("Things")
+    guarded: Any = {"TableName": things, "Item": {"pk": {"S": "guard"}}}
+    dynamodb.put_item(**guarded)
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(
+            TransactItems=[{"Put": guarded | {"ConditionExpression": "attribute_not_exists(pk)"}}]
+        )
 
-    from photopipe_local.resources import AwsClients, create_resources
-    from photopipe_local.template import Template
-    from tests.conftest import ROOT
+    # WHEN something is written afterwards
+    dynamodb.put_item(TableName=things, Item={"pk": {"S": "after-the-rollback"}})
+    stack.wait_idle(30)
 
-    template = Template(ROOT / "template.yaml", stack_name="streams-real")
-    with mock_aws():
-        physical = create_resources(template, AwsClients.for_endpoint(None, "us-east-1"))
-        specs = {e.name: e for e in stream_events(template, physical)}
-
-    assert set(specs) == {"ImageChanges", "JobChanges", "CreditChanges", "OrderChanges"}
-    images = specs["ImageChanges"]
-    assert images.function == "NotifyFunction"
-    assert images.stream_arn == physical["ImagesTable"].attributes["StreamArn"]
-    assert images.filters == ('{"eventName": ["INSERT", "MODIFY"]}',)
-    assert images.report_batch_item_failures
-    assert images.bisect_on_error
-    assert images.on_failure_queue_url == physical["NotifyDeadLetterQueue"].ref
+    # THEN the stream's function still gets it
+    after = _seen(stack, "after-the-rollback")
+    assert after is not None
+    assert after["events"] == {"INSERT"}
