@@ -11,7 +11,7 @@ Each read starts from a fresh iterator at the shard's checkpoint (the sequence n
 record), as Lambda's checkpoints do: moto swaps in a copy of its tables whenever a transaction is cancelled
 (its rollback state), and an iterator taken before then reads the orphaned copy and never sees another
 record. moto also keeps every iterator it hands out (~2 KB each, two a read), so an idle source reads once a
-second, not Lambda's four times; after records it reads every 0.1 s until the stream is quiet again.
+second, not Lambda's four times; for 3 s after records it reads every 0.1 s (a pipeline writes in bursts).
 """
 
 from __future__ import annotations
@@ -131,6 +131,7 @@ class StreamEventSource(threading.Thread):
     """A DynamoDB stream event source mapping for one function event: a thread polling the stream's shards."""
 
     busy_poll_seconds, idle_poll_seconds = 0.1, 1.0
+    hot_seconds = 3.0  # how long after records the source keeps reading fast (a pipeline writes in bursts)
 
     def __init__(
         self,
@@ -197,16 +198,15 @@ class StreamEventSource(threading.Thread):
         logger.info(
             "stream poller started", extra={"event_source": self.name, "stream": self.event.stream_arn}
         )
-        interval = self.busy_poll_seconds
+        last_seen = time.monotonic()
         while not self._stopping.is_set():
             try:
-                seen = self.poll_once()
+                if self.poll_once():
+                    last_seen = time.monotonic()
             except (ClientError, BotoCoreError):
                 logger.exception("stream poll failed; retrying", extra={"event_source": self.name})
-                seen = 0
-                interval = self.idle_poll_seconds
-            interval = self.busy_poll_seconds if seen else min(2 * interval, self.idle_poll_seconds)
-            self._stopping.wait(interval)
+            hot = time.monotonic() - last_seen < self.hot_seconds
+            self._stopping.wait(self.busy_poll_seconds if hot else self.idle_poll_seconds)
         logger.info("stream poller stopped", extra={"event_source": self.name})
 
     def poll_once(self) -> int:
