@@ -1,5 +1,5 @@
 """The whole system on one machine: moto on loopback, the template's resources, the functions in-process,
-their SQS event sources and the gateway.
+their SQS and table-stream event sources and the gateway (HTTP and WebSocket APIs).
 
     with LocalStack("template.yaml", port=0) as stack:
         requests.get(f"{stack.api_url}/api/v1/health")
@@ -297,8 +297,8 @@ class LocalStack:
         )
 
     def _gateway_routes(self) -> list[BaseRoute]:
-        """What the gateway serves, in order (the first full match wins). The WebSocket API joins here as a
-        `WebSocketRoute("/ws", ...)` plus a route for its `@connections` management API, and the web UI as a
+        """What the gateway serves, in order (the first full match wins): each WebSocket API (`/{stage}` and
+        its `@connections` management API), the sandbox's pay route, the HTTP API; the web UI joins as a
         `Mount("/", StaticFiles(directory=web))` after the HTTP API."""
         assert self.http_api is not None
         routes: list[BaseRoute] = [self.http_api] if self.http_api.routes.routes else []

@@ -212,26 +212,26 @@ class WebSocketGateway:
     # ------------------------------------------------------------------------------ events
 
     def _request_context(
-        self, route_key: str, connection_id: str, connected_at: float, **kw: Any
+        self, route_key: str, connection_id: str, connected_at: float, **who: Any
     ) -> dict[str, Any]:
+        """API Gateway's `requestContext` of a WebSocket event (`who`: source_ip, user_agent, domain)."""
         now, request_id = datetime.now(UTC), base64.b64encode(os.urandom(10)).decode()
         kinds = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}
-        context: dict[str, Any] = {"routeKey": route_key, "eventType": kinds.get(route_key, "MESSAGE")}
-        context |= {
+        return {
+            "routeKey": route_key,
+            "eventType": kinds.get(route_key, "MESSAGE"),
             "extendedRequestId": request_id,
             "requestTime": api_gateway_time(now),
             "messageDirection": "IN",
-        }
-        context |= {"stage": self.spec.stage, "connectedAt": int(connected_at * 1000)}
-        context |= {"requestTimeEpoch": int(now.timestamp() * 1000), "requestId": request_id}
-        context |= {
-            "domainName": kw.pop("domain", "127.0.0.1"),
+            "stage": self.spec.stage,
+            "connectedAt": int(connected_at * 1000),
+            "requestTimeEpoch": int(now.timestamp() * 1000),
+            "identity": {"sourceIp": who["source_ip"], "userAgent": who["user_agent"]},
+            "requestId": request_id,
+            "domainName": who["domain"],
             "connectionId": connection_id,
             "apiId": self.spec.api_id,
         }
-        return (
-            context | {"identity": {"sourceIp": kw.pop("source_ip"), "userAgent": kw.pop("user_agent")}} | kw
-        )
 
     async def _invoke(self, function: str, event: dict[str, Any]) -> Any:
         return await run_in_threadpool(self.functions[function].invoke, event)
@@ -287,10 +287,7 @@ class WebSocketGateway:
         if status == 200 and (function := self.spec.routes.get("$connect")) is not None:
             event["requestContext"]["authorizer"] = authorizer
             status = await self._connect(function, event | {"isBase64Encoded": False})
-        extra = {
-            "connection_id": connection_id,
-            "status": status,
-        }  # never the query string: it holds the token
+        extra = {"connection_id": connection_id, "status": status}  # never the query string: it has the token
         if not 200 <= status < 300:
             messages = {401: "Unauthorized", 403: "Forbidden", 500: "Internal server error"}
             await websocket.send_denial_response(
@@ -299,10 +296,6 @@ class WebSocketGateway:
             logger.info("websocket refused", extra=extra)
             return
         connection = _Connection(connection_id, websocket, connected_at, source_ip, user_agent, authorizer)
-        async with connection.lock:  # known before the client sees it open; a post waits for the accept
-            self.connections[connection_id] = connection
-            await websocket.accept()
-        logger.info("websocket connected", extra=extra)
         await self._run(connection, who)
 
     async def _connect(self, function: str, event: dict[str, Any]) -> int:
@@ -320,7 +313,11 @@ class WebSocketGateway:
             self.max_connection_seconds, lambda: asyncio.ensure_future(connection.close(1001, "Going away"))
         )
         code, reason = 1006, ""
+        self.connections[connection_id] = connection  # known before the client sees it open
         try:
+            async with connection.lock:  # a post waits for the accept
+                await websocket.accept()
+            logger.info("websocket connected", extra={"connection_id": connection_id})
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
