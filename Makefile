@@ -73,6 +73,7 @@ bench: $(VENV)/.installed-export
 	$(PY) benchmarks/classify_cache.py
 	$(PY) benchmarks/enhance.py
 	$(PY) benchmarks/cli_upload.py
+	$(PY) benchmarks/ws_latency.py
 
 # Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it), then the check that the
 # layer carries the runtime package only (no local stack, CLI or exporter) and fits Lambda's 250 MB.

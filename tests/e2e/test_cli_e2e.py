@@ -1,9 +1,7 @@
 """The `photopipe` command against the local stack, as a person uses it (each command a real process):
 register → login → upload a folder of 12 files (a duplicate, two that are not photos) → list → show →
-download → delete, with the exit codes, stdout/stderr split and `--json` documents the README promises.
-
-Live updates (`upload --wait`) need the WebSocket API, which the local stack does not serve yet: the
-command must then fail clearly, before sending anything."""
+download → delete, with the exit codes, stdout/stderr split and `--json` documents the README promises;
+`upload --wait` follows photos to their final state over the local stack's WebSocket API."""
 
 from __future__ import annotations
 
@@ -228,13 +226,37 @@ def test_the_cli_from_register_to_delete(cli: Cli, live: LiveStack, home: Path, 
     assert sent == ["IMG_0000.jpg", "IMG_0001.jpg", "broken.png"]
 
 
-def test_live_updates_are_not_served_yet_so_wait_fails_before_sending(cli: Cli, album: Path) -> None:
+def test_upload_wait_follows_each_photo_over_the_websocket_to_its_final_state(cli: Cli, home: Path) -> None:
     cli("register", "--username", "wanda", "--email", "wanda@example.com", "--password-stdin", stdin=PASSWORD)
-    waited = cli("upload", str(album / "turned.jpg"), "--wait")
-    assert waited.code == 1
-    assert "this server offers no live updates (GET /api/v1/info has no websocket_url" in waited.err
-    assert "uploaded" not in waited.err
-    assert cli("list", "--json").json()["count"] == 0
+    folder = home / "waited"
+    folder.mkdir()
+    (folder / "beach.jpg").write_bytes(photo_jpeg((720, 540)))
+    (folder / "tiny.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"not a picture" * 40)
+
+    waited = cli("upload", str(folder), "--wait", "--timeout", "120")
+
+    # one photo ended rejected, so the command fails, naming why; the other reached its final state
+    assert waited.code == 1, waited.err
+    assert "Traceback" not in waited.err
+    lines = waited.err.splitlines()
+    assert any(line.startswith("classification_skipped") and "beach.jpg" in line for line in lines)
+    assert any(line.startswith("rejected") and "tiny.png" in line for line in lines)
+    assert "corrupt: the file is marked as PNG but cannot be read" in waited.err
+    states = {i["filename"]: i["state"] for i in cli("list", "--json").json()["items"]}
+    assert states == {"beach.jpg": "classification_skipped", "tiny.png": "rejected"}
+
+
+def test_upload_wait_with_json_reports_each_final_state(cli: Cli, home: Path) -> None:
+    cli("register", "--username", "wendy", "--email", "wendy@example.com", "--password-stdin", stdin=PASSWORD)
+    photo = home / "alone.jpg"
+    photo.write_bytes(photo_jpeg((700, 500)))
+
+    done = cli("upload", str(photo), "--wait", "--json")
+
+    assert done.code == 0, done.err
+    report = done.json()
+    assert [f["status"] for f in report["files"]] == ["uploaded"]
+    assert json.dumps(report).count("classification_skipped") >= 1
 
 
 def test_a_refused_token_says_log_in_again(cli: Cli) -> None:

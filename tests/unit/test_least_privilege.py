@@ -160,6 +160,23 @@ EXPECTED: dict[str, dict[tuple[str, str], str]] = {
         (UPDATE, _table("CreditsTable")): "the balance given back",
         (CHECK, _table("CreditsTable")): "the reservation checked in the refund's transaction",
     },
+    "WebSocketAuthorizerFunction": {
+        ("secretsmanager:GetSecretValue", "${JwtSecret}"): "checking the token on $connect",
+    },
+    "WebSocketConnectionsFunction": {
+        (PUT, _table("ConnectionsTable")): "$connect records the connection",
+        (DELETE, _table("ConnectionsTable")): "$disconnect forgets it",
+    },
+    "NotifyFunction": {
+        (QUERY, _table("ConnectionsTable", "by-user")): "the owner's open connections",
+        (DELETE, _table("ConnectionsTable")): "forgetting a connection that is gone (410)",
+        (
+            "execute-api:ManageConnections",
+            "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${WebSocketStage}"
+            "/POST/@connections/*",
+        ): "posting a message to a connection, on this stage only",
+        ("sqs:SendMessage", "${NotifyDeadLetterQueue.Arn}"): "the stream mappings' on-failure destination",
+    },
 }
 
 # The prefixes each function may list (s3:ListBucket is granted on the bucket, scoped by s3:prefix).

@@ -2,8 +2,8 @@
 
 Every `image.updated` / `job.updated` message for a followed id is a change, handed to `on_change`
 in the order the server stamped them (`at`; an older message than the last one seen is a late
-duplicate and is dropped). A photo that ends rejected or failed gets its reason: from the message when
-it carries one, else from one `GET /images/{id}`. After a reconnect, one `GET` per id not yet final
+duplicate and is dropped). A photo that ends rejected or failed gets its reason in words: a live message
+names only the reason's code, so one `GET /images/{id}` (or `/enhance/{id}`) reads the sentence. After a reconnect, one `GET` per id not yet final
 catches up on what the socket may have missed while it was down."""
 
 from __future__ import annotations
@@ -125,14 +125,15 @@ class Follower:
         problems = IMAGE_PROBLEMS if self.kind == "image" else frozenset({"failed"})
         if tracked.state not in problems:
             return None
-        reason = _reason_of(source, self.kind)
-        if reason:
-            return reason
+        code_only = _reason_of(source, self.kind)
+        if _has_sentence(source, self.kind):
+            return code_only
+        # a live message names the reason's code only: the record has the sentence a person reads
         record = self._fetch(tracked.id)
         if record is not None:
             tracked.record = record
-            return _reason_of(record, self.kind)
-        return None
+            return _reason_of(record, self.kind) or code_only
+        return code_only
 
     def _fetch(self, item_id: str) -> dict[str, Any] | None:
         path = f"/images/{item_id}" if self.kind == "image" else f"/enhance/{item_id}"
@@ -157,6 +158,13 @@ class Follower:
             self._change(
                 tracked, record["state"], at, progress if isinstance(progress, int) else None, record
             )
+
+
+def _has_sentence(data: dict[str, Any], kind: Kind) -> bool:
+    if kind == "job":
+        error = data.get("error")
+        return isinstance(error, dict) and bool(error.get("message"))
+    return bool(data.get("reason_message"))
 
 
 def _reason_of(data: dict[str, Any], kind: Kind) -> str | None:

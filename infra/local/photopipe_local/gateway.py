@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from photopipe_local.runtime import LocalFunction
 from photopipe_local.template import DEFAULT_ACCOUNT_ID, LOCAL_API_ID, CorsConfig, FunctionSpec, Route
@@ -403,6 +404,16 @@ class _JsonErrorsH11Protocol(H11Protocol):
         self.transport.close()
 
 
+class _DenyingWebSocketsProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets protocol, counting an HTTP answer to the handshake (a refused `$connect`: 401, 403)
+    as the end of the handshake; uvicorn would log "returned without completing handshake" for each."""
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            self.handshake_complete = True
+
+
 class GatewayServer:
     """uvicorn serving an ASGI app in a thread. `bind()` takes the port first (0: any free one), so a busy
     port fails early, in the caller, naming the variable that moves it."""
@@ -434,7 +445,8 @@ class GatewayServer:
         if self._socket is None:
             self.bind()
         # The local stack's own logging (HttpApi logs each request), not uvicorn's.
-        config = uvicorn.Config(app, http=_JsonErrorsH11Protocol, log_config=None, access_log=False)
+        protocols: dict[str, Any] = {"http": _JsonErrorsH11Protocol, "ws": _DenyingWebSocketsProtocol}
+        config = uvicorn.Config(app, **protocols, log_config=None, access_log=False)
         config.timeout_graceful_shutdown, config.server_header = 5, False
         server = self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=server.run, args=([self._socket],), daemon=True)

@@ -1,5 +1,5 @@
 """The whole system on one machine: moto on loopback, the template's resources, the functions in-process,
-their SQS event sources and the gateway.
+their SQS and table-stream event sources and the gateway (HTTP and WebSocket APIs).
 
     with LocalStack("template.yaml", port=0) as stack:
         requests.get(f"{stack.api_url}/api/v1/health")
@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from photopipe_local.gateway import GatewayServer, HttpApi, RouteTable, gateway_app
 from photopipe_local.resources import AwsClients, create_resources
 from photopipe_local.runtime import LocalFunction, SqsEventSource, local_environment, patched_environ
+from photopipe_local.streams import StreamEventSource, stream_events
 from photopipe_local.template import (
     DEFAULT_STACK_NAME,
     FunctionSpec,
@@ -42,6 +43,7 @@ from photopipe_local.template import (
     PhysicalResource,
     Template,
 )
+from photopipe_local.websocket import WebSocketGateway, point_at_gateway, websocket_apis, websocket_gateways
 from photopipe_local.wechat_sandbox import SandboxError, WechatPaySandbox
 
 logger = logging.getLogger("photopipe_local.stack")
@@ -169,6 +171,8 @@ class LocalStack:
         self.function_specs: tuple[FunctionSpec, ...] = ()
         self.functions: dict[str, LocalFunction] = {}
         self.event_sources: list[SqsEventSource] = []
+        self.stream_sources: list[StreamEventSource] = []
+        self.websockets: list[WebSocketGateway] = []
         self.http_api: HttpApi | None = None
         self.gateway: GatewayServer | None = None
         self.wechat: WechatPaySandbox | None = WechatPaySandbox(host=host) if wechat_sandbox else None
@@ -217,6 +221,8 @@ class LocalStack:
             endpoint = self.moto.endpoint
         self.endpoint, clients = endpoint, AwsClients.for_endpoint(endpoint, self.region)
         self.physical, self.clients = create_resources(self.template, clients), clients
+        if self.gateway is not None:  # `${Api.ApiEndpoint}` of a WebSocket API: this gateway
+            point_at_gateway(self.template, self.physical, self.gateway.url)
         self.function_specs = specs = self.template.functions(self.physical)
         overrides = self._start_wechat_sandbox(running, clients) | self.env_overrides
         self.environment = local_environment(endpoint, self.region, specs, overrides)
@@ -233,10 +239,22 @@ class LocalStack:
                 source = SqsEventSource(function, event, queue.ref, clients.sqs, retry_delay_seconds=delay)
                 self.event_sources.append(source)
                 source.start()
+        streams, delay = StreamEventSource.client(endpoint, self.region), self.retry_delay_seconds
+        for stream_event in (e for e in stream_events(self.template, self.physical) if e.enabled):
+            function, sqs = self.functions[stream_event.function], clients.sqs
+            stream = StreamEventSource(function, stream_event, streams, sqs, retry_delay_seconds=delay)
+            self.stream_sources.append(stream)
+            stream.start()
         if worker := LocalEnhanceWorker.if_model_present(self.environment, self.template.root):
             running.callback(worker.stop)
             worker.start()
 
+        self.websockets = websocket_gateways(
+            websocket_apis(self.template, self.physical),
+            self.functions,
+            account_id=self.account_id,
+            region=self.region,
+        )
         routes = RouteTable.from_functions(self.function_specs)
         cors = self.template.http_apis(self.physical)
         self.http_api = HttpApi(routes, self.functions, cors, account_id=self.account_id)
@@ -279,26 +297,27 @@ class LocalStack:
         )
 
     def _gateway_routes(self) -> list[BaseRoute]:
-        """What the gateway serves, in order (the first full match wins). The WebSocket API joins here as a
-        `WebSocketRoute("/ws", ...)` plus a route for its `@connections` management API, and the web UI as a
+        """What the gateway serves, in order (the first full match wins): each WebSocket API (`/{stage}` and
+        its `@connections` management API), the sandbox's pay route, the HTTP API; the web UI joins as a
         `Mount("/", StaticFiles(directory=web))` after the HTTP API."""
         assert self.http_api is not None
         routes: list[BaseRoute] = [self.http_api] if self.http_api.routes.routes else []
         if routes and self.wechat is not None and "WechatPaySecret" in self.physical:
             pay = Route("/sandbox/wechatpay/orders/{order_id}/pay", self._sandbox_pay, methods=["POST"])
             routes.insert(0, pay)
-        return routes
+        return [route for api in self.websockets for route in api.routes()] + routes
 
     def _unload_functions(self) -> None:
         for function in self.functions.values():
             function.unload()
 
     def _stop_event_sources(self) -> None:
-        for source in self.event_sources:
+        sources: list[SqsEventSource | StreamEventSource] = [*self.event_sources, *self.stream_sources]
+        for source in sources:
             source.stop()
-        for source in self.event_sources:
+        for source in sources:
             source.join(30)
-        self.event_sources = []
+        self.event_sources, self.stream_sources = [], []
 
     def stop(self) -> None:
         """Stop everything this stack started (gateway, pollers, worker, moto) and restore the environment."""
@@ -308,13 +327,15 @@ class LocalStack:
             logger.info("local stack stopped")
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        """Block until every queue with an event source is empty (nothing visible, in flight or delayed) and
-        no batch is being processed. Failed messages count until they are retried to success or moved to
-        their DLQ. Raises TimeoutError naming what is still pending."""
+        """Block until every queue with an event source is empty (nothing visible, in flight or delayed), no
+        batch is being processed and every table stream with an event source is read to its end. Failed
+        messages count until they are retried to success or moved to their DLQ. Raises TimeoutError naming
+        what is still pending."""
         assert self.clients is not None, "start the stack first"
         deadline, quiet_checks = time.monotonic() + timeout, 0
         while True:
             pending = {source.name: source.backlog() + source.busy.is_set() for source in self.event_sources}
+            pending |= {source.name: source.backlog() for source in self.stream_sources}
             if (quiet_checks := 0 if any(pending.values()) else quiet_checks + 1) >= 2:
                 return
             if time.monotonic() > deadline:

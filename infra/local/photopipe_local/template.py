@@ -49,18 +49,21 @@ SUPPORTED_INTRINSICS = _words(
 CREATED_TYPES = _words(
     "AWS::SQS::Queue AWS::SecretsManager::Secret AWS::SSM::Parameter AWS::S3::Bucket AWS::DynamoDB::Table"
 )
-READ_TYPES = _words("AWS::Lambda::Function AWS::Lambda::EventSourceMapping AWS::ApiGatewayV2::Api")
+READ_TYPES = _words(
+    """AWS::Lambda::Function AWS::Lambda::EventSourceMapping AWS::ApiGatewayV2::Api AWS::ApiGatewayV2::Route
+    AWS::ApiGatewayV2::Integration AWS::ApiGatewayV2::Authorizer"""
+)
 # Not needed locally: IAM, logs, alarms, keys, stages, permissions, policies, layers (the package's installed)
 IGNORED_TYPES = _words(
     """AWS::Lambda::LayerVersion AWS::Lambda::LayerVersionPermission AWS::Lambda::Permission
     AWS::ApiGatewayV2::Stage AWS::SQS::QueuePolicy AWS::S3::BucketPolicy AWS::SNS::Topic AWS::SNS::TopicPolicy
+    AWS::ApiGatewayV2::Deployment
     AWS::ApplicationInsights::Application AWS::ResourceGroups::Group"""
 )
 IGNORED_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Logs::", "AWS::KMS::", "AWS::CloudWatch::")
 # Without these, handlers would silently miss events or calls: the local stack refuses to start.
 UNSUPPORTED_TYPES = _words(
-    """AWS::ApiGateway::RestApi AWS::ApiGatewayV2::Route AWS::ApiGatewayV2::Integration
-    AWS::ApiGatewayV2::Authorizer AWS::Events::Rule AWS::Pipes::Pipe AWS::Scheduler::Schedule
+    """AWS::ApiGateway::RestApi AWS::Events::Rule AWS::Pipes::Pipe AWS::Scheduler::Schedule
     AWS::StepFunctions::StateMachine AWS::Kinesis::Stream AWS::CloudFormation::Stack AWS::Lambda::Url"""
 )
 # Per type: the property naming it, and what Ref and Fn::GetAtt give before it exists ({p}artition, {r}egion,
@@ -74,6 +77,9 @@ _IDENTITY: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "AWS::Lambda::Function": ("FunctionName", "{n}", {"Arn": "arn:{p}:lambda:{r}:{a}:function:{n}"}),
     "AWS::SNS::Topic": ("TopicName", "arn:{p}:sns:{r}:{a}:{n}", {"TopicArn": "arn:{p}:sns:{r}:{a}:{n}"}),
     "AWS::Logs::LogGroup": ("LogGroupName", "{n}", {}),
+    # ApiEndpoint until the local gateway serves the API ({s}: wss for a WebSocket API, else https)
+    "AWS::ApiGatewayV2::Api": ("Name", "{n}", {"ApiEndpoint": "{s}://{n}.execute-api.{r}.amazonaws.com"}),
+    "AWS::ApiGatewayV2::Stage": ("StageName", "{n}", {}),
 }
 _LATE_ATTRIBUTES = {"AWS::SQS::Queue": "QueueUrl", "AWS::DynamoDB::Table": "StreamArn"}
 _LATE_ATTRIBUTES["AWS::SecretsManager::Secret"] = "Id"
@@ -329,8 +335,8 @@ class Template:
                 raise TemplateError(f"{lid}: only Zip functions with a local CodeUri run in the local stack")
             code_dirs[lid], props["CodeUri"] = (self.root / code_uri).resolve(), _CODE_PLACEHOLDER
             for name, event in (props.get("Events") or {}).items():
-                if (kind := event.get("Type")) not in ("SQS", "HttpApi"):
-                    message = f"event type {kind} is not wired by the local stack (SQS and HttpApi are)"
+                if (kind := event.get("Type")) not in ("SQS", "HttpApi", "DynamoDB"):
+                    message = f"event type {kind} is not wired by the local stack (SQS, HttpApi, DynamoDB)"
                     raise TemplateError(f"{lid}.Events.{name}: {message}")
         if "CodeUri" in function_globals:
             function_globals["CodeUri"] = _CODE_PLACEHOLDER
@@ -520,6 +526,7 @@ class Template:
             fifo = kind == "AWS::SQS::Queue" and str(props.get("FifoQueue")).lower() == "true"
             name = f"{self.stack_name}-{kebab_case(logical_id)}{'.fifo' if fifo else ''}"
         values = {"p": self.partition, "r": self.region, "a": self.account_id, "n": name}
+        values["s"] = "wss" if props.get("ProtocolType") == "WEBSOCKET" else "https"
         filled = {key: pattern.format(**values) for key, pattern in attributes.items()}
         return PhysicalResource(logical_id, kind, name, None if ref is None else ref.format(**values), filled)
 
@@ -574,7 +581,10 @@ class Template:
 
     def _sqs_events(self, physical: PhysicalRegistry, functions: Physical) -> dict[str, list[SqsEventSpec]]:
         events: dict[str, list[SqsEventSpec]] = {}
-        for lid, _ in self.active_resources("AWS::Lambda::EventSourceMapping"):
+        for lid, resource in self.active_resources("AWS::Lambda::EventSourceMapping"):
+            source = json.dumps((resource.get("Properties") or {}).get("EventSourceArn"))
+            if "StreamArn" in source or (":dynamodb:" in source and "/stream/" in source):
+                continue  # a table stream: photopipe_local.streams polls it
             props = self.properties(lid, physical)
             queue = physical.by_arn(arn := str(props.get("EventSourceArn", "")))
             if queue is None or queue.type != "AWS::SQS::Queue":
@@ -602,7 +612,9 @@ class Template:
     def _http_apis(self) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
         """(logical id, properties, OpenAPI body) of every HTTP API."""
         for lid, resource in self.active_resources("AWS::ApiGatewayV2::Api"):
-            if (props := resource.get("Properties") or {}).get("ProtocolType", "HTTP") != "HTTP":
+            if (props := resource.get("Properties") or {}).get("ProtocolType") == "WEBSOCKET":
+                continue  # photopipe_local.websocket serves these
+            if props.get("ProtocolType", "HTTP") != "HTTP":
                 raise TemplateError(f"resource {lid}: {props['ProtocolType']} APIs are not served yet")
             if not isinstance(body := props.get("Body"), dict):
                 raise TemplateError(f"resource {lid}: only APIs defined in the template (Body) are served")

@@ -143,12 +143,34 @@ class PaymentSettings(CreditsSettings):
         return frozenset(u.strip() for u in self.payments_admins.split(",") if u.strip())
 
 
-class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings, PaymentSettings):
-    users_table: str = Field(alias="USERS_TABLE")
+class TokenSettings(_EnvSettings):
+    """The access tokens: issued by the API, checked by it and by the WebSocket authorizer (same rules)."""
+
     jwt_secret_id: str = Field(alias="JWT_SECRET_ID")
     jwt_ttl_seconds: int = Field(3600, alias="JWT_TTL_SECONDS", ge=60)
     jwt_issuer: str = Field("photopipe", alias="JWT_ISSUER")
     jwt_audience: str = Field("photopipe-api", alias="JWT_AUDIENCE")
+
+
+class ConnectionsSettings(_EnvSettings):
+    """The WebSocket connections table ($connect / $disconnect)."""
+
+    connections_table: str = Field(alias="CONNECTIONS_TABLE")
+    # API Gateway closes every connection after 2 hours: a record outlives it by no more than that.
+    connection_ttl_seconds: int = Field(7200, alias="PHOTOPIPE_CONNECTION_TTL_SECONDS", ge=60, le=7200)
+
+
+class NotifySettings(ConnectionsSettings):
+    """The notify function: the connections table and the WebSocket API it posts through."""
+
+    # wss://<api>.execute-api.<region>.amazonaws.com/<stage> (the stack's WebSocketUrl output)
+    websocket_url: str = Field(alias="WEBSOCKET_URL", pattern=r"^wss?://[^/]+")
+
+
+class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings, PaymentSettings, TokenSettings):
+    users_table: str = Field(alias="USERS_TABLE")
+    # Where clients open the live-updates WebSocket (GET /api/v1/info reports it); unset: not deployed.
+    websocket_url: str | None = Field(None, alias="WEBSOCKET_URL", pattern=r"^wss?://[^/]+")
     upload_url_ttl_seconds: int = Field(900, alias="UPLOAD_URL_TTL_SECONDS", ge=60, le=7 * 24 * 3600)
     download_url_ttl_seconds: int = Field(300, alias="DOWNLOAD_URL_TTL_SECONDS", ge=30, le=7 * 24 * 3600)
     cache_table: str = Field(alias="CLASSIFICATION_CACHE_TABLE")

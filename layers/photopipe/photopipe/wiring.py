@@ -10,6 +10,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from photopipe.adapters.classification_cache import ClassificationCache
+from photopipe.adapters.connections import ConnectionsRepository
 from photopipe.adapters.credits import CreditsRepository
 from photopipe.adapters.fleet_deployment import FleetDeploymentParameter
 from photopipe.adapters.images import ImagesRepository
@@ -20,6 +21,7 @@ from photopipe.adapters.secrets import get_secret
 from photopipe.adapters.sqs import Queue
 from photopipe.adapters.stats import StatsRepository
 from photopipe.adapters.users import UsersRepository
+from photopipe.adapters.websocket import ConnectionsApi
 from photopipe.adapters.wechatpay import WechatPayClient, WechatPayKeys, parse_keys
 from photopipe.adapters.workers import WorkersRepository
 from photopipe.auth.passwords import PasswordHasher
@@ -39,10 +41,13 @@ from photopipe.settings import (
     ApiSettings,
     ClassifierSettings,
     ClassifySettings,
+    ConnectionsSettings,
     DeadLetterSettings,
     ExportsSettings,
     IngestSettings,
+    NotifySettings,
     PaymentSettings,
+    TokenSettings,
     WorkerSettings,
 )
 from photopipe.usecases.accounts import Accounts
@@ -55,6 +60,7 @@ from photopipe.usecases.fleet import Fleet
 from photopipe.usecases.gallery import Gallery
 from photopipe.usecases.ingest import Ingestor, idempotency_config
 from photopipe.usecases.insights import Insights
+from photopipe.usecases.live import Connections, LiveUpdates, WebSocketAuthorizer
 from photopipe.usecases.payments import Payments
 from photopipe.usecases.uploads import Uploads
 
@@ -74,15 +80,7 @@ class ApiServices:
 
     @property
     def accounts(self) -> Accounts:
-        # The key is re-read through Powertools' 5-minute cache, so a rotated secret takes effect.
-        secret = get_secret(self.settings.jwt_secret_id, setting="JWT_SECRET_ID")
-        tokens = TokenService(
-            secret=secret,
-            issuer=self.settings.jwt_issuer,
-            audience=self.settings.jwt_audience,
-            ttl_seconds=self.settings.jwt_ttl_seconds,
-        )
-        return Accounts(users=self.users, hasher=self.hasher, tokens=tokens)
+        return Accounts(users=self.users, hasher=self.hasher, tokens=token_service(self.settings))
 
     @property
     def uploads(self) -> Uploads:
@@ -146,6 +144,17 @@ class ApiServices:
     @cached_property
     def payments(self) -> Payments:
         return payments(self.settings, credits=self.credits, users=self.users)
+
+
+def token_service(settings: TokenSettings) -> TokenService:
+    """The access tokens' rules, for the API and the WebSocket authorizer alike. The key is re-read through
+    Powertools' 5-minute cache, so a rotated secret takes effect."""
+    return TokenService(
+        secret=get_secret(settings.jwt_secret_id, setting="JWT_SECRET_ID"),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.jwt_ttl_seconds,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -420,9 +429,36 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
     )
 
 
+@lru_cache(maxsize=1)
+def websocket_authorizer() -> WebSocketAuthorizer:
+    settings = TokenSettings.from_env()
+    return WebSocketAuthorizer(tokens=lambda: token_service(settings))
+
+
+@lru_cache(maxsize=1)
+def websocket_connections() -> Connections:
+    settings = ConnectionsSettings.from_env()
+    return Connections(
+        connections=ConnectionsRepository(settings.connections_table),
+        ttl_seconds=settings.connection_ttl_seconds,
+    )
+
+
+@lru_cache(maxsize=1)
+def live_updates() -> LiveUpdates:
+    settings = NotifySettings.from_env()
+    return LiveUpdates(
+        connections=ConnectionsRepository(settings.connections_table),
+        api=ConnectionsApi(settings.websocket_url),
+    )
+
+
 def reset() -> None:
     """Forget every built collaborator (tests, after switching moto fixtures)."""
     api_services.cache_clear()
+    websocket_authorizer.cache_clear()
+    websocket_connections.cache_clear()
+    live_updates.cache_clear()
     ingestor.cache_clear()
     image_classifier.cache_clear()
     exporter.cache_clear()

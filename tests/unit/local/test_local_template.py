@@ -457,3 +457,24 @@ def test_real_template_globals_reach_every_function_without_conflicts(
     routes = {e.route_key for e in api.http_events}
     assert "GET /api/v1/health" in routes
     assert "GET /api/v1/images/{image_id}" in routes
+
+
+def test_real_template_notify_function_reads_four_table_streams() -> None:
+    from moto import mock_aws
+
+    from photopipe_local.resources import AwsClients, create_resources
+    from photopipe_local.streams import stream_events
+
+    template = Template(REPO / "template.yaml", stack_name="streams-real")
+    with mock_aws():
+        physical = create_resources(template, AwsClients.for_endpoint(None, "us-east-1"))
+        specs = {e.name: e for e in stream_events(template, physical)}
+
+    assert set(specs) == {"ImageChanges", "JobChanges", "CreditChanges", "OrderChanges"}
+    images = specs["ImageChanges"]
+    assert images.function == "NotifyFunction"
+    assert images.stream_arn == physical["ImagesTable"].attributes["StreamArn"]
+    assert images.filters == ('{"eventName": ["INSERT", "MODIFY"]}',)
+    assert images.report_batch_item_failures
+    assert images.bisect_on_error
+    assert images.on_failure_queue_url == physical["NotifyDeadLetterQueue"].ref

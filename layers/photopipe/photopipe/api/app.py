@@ -150,6 +150,7 @@ def info() -> InfoOut:
             "preview_px": 1440,
         },
         accepted_content_types=sorted(ACCEPTED_CONTENT_TYPES),
+        websocket_url=settings.websocket_url,
     )
 
 

@@ -184,6 +184,9 @@ class InfoOut(BaseModel):
     stage: str
     limits: dict[str, int]
     accepted_content_types: list[str]
+    websocket_url: str | None = Field(
+        None, description="Live updates: open {websocket_url}?token=<JWT> (null when the stack has none)"
+    )
 
 
 class CheckCacheRequest(BaseModel):

@@ -1,6 +1,7 @@
 """Every domain model, in one place: photos, users, classifications, enhancement jobs and their
-parameters, GPU workers, and the messages that cross the queues. Pure pydantic (and the Powertools parser
-models for SQS records): nothing here imports an adapter, a use case or an inference library."""
+parameters, GPU workers, the messages that cross the queues, and live updates (WebSocket connections and
+their messages). Pure pydantic (and the Powertools parser models for SQS and stream records): nothing here
+imports an adapter, a use case or an inference library."""
 
 from photopipe.models.classification import (
     CATEGORY_LABELS,
@@ -43,6 +44,15 @@ from photopipe.models.jobs import (
     QualityLevel,
     export_key,
     result_key,
+)
+from photopipe.models.live import (
+    AuthorizerContext,
+    ConnectionRecord,
+    LiveMessage,
+    MessageType,
+    TableChangeRecord,
+    WebSocketAuthorizerEvent,
+    WebSocketConnectionEvent,
 )
 from photopipe.models.messages import (
     ClassifyMessage,
@@ -95,11 +105,13 @@ __all__ = [
     "TRADE_DEAD_STATES",
     "TRADE_OPEN_STATES",
     "WELCOME_ENTRY_ID",
+    "AuthorizerContext",
     "CachedResult",
     "Category",
     "ClassificationSource",
     "ClassifyMessage",
     "ClassifyRecord",
+    "ConnectionRecord",
     "CreditBalance",
     "CreditEntry",
     "CreditPackage",
@@ -119,6 +131,8 @@ __all__ = [
     "JobMessage",
     "JobState",
     "LevelSettings",
+    "LiveMessage",
+    "MessageType",
     "ObjectRef",
     "Order",
     "OrderCheckMessage",
@@ -127,8 +141,11 @@ __all__ = [
     "PayMethod",
     "QualityLevel",
     "S3Notification",
+    "TableChangeRecord",
     "User",
     "UserRecord",
+    "WebSocketAuthorizerEvent",
+    "WebSocketConnectionEvent",
     "WechatAmount",
     "WechatLink",
     "WechatNotification",
