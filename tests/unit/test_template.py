@@ -611,6 +611,9 @@ def test_api_function_reaches_only_its_tables_bucket_and_secret(resources: dict[
         "GpuJobsQueue",
         "ExportsQueue",
         "FleetSecret",
+        # sign-in sessions, quotas and login-attempt limits
+        "SessionsTable",
+        "LimitsTable",
     }
     allowed = _allowed(statements)
     # the cache pre-check and the statistics only read their tables
@@ -637,14 +640,16 @@ def test_ingest_function_reads_originals_writes_derived_and_its_tables(resources
     bucket = "arn:${AWS::Partition}:s3:::${MediaBucket}"
 
     referenced = set().union(*(_logical_ids(st["Resource"]) for st in statements))
-    assert referenced == {"MediaBucket", "ImagesTable", "IdempotencyTable", "ClassifyQueue"}
+    # LimitsTable: the real size of each upload is charged to its owner's storage quota
+    assert referenced == {"MediaBucket", "ImagesTable", "IdempotencyTable", "ClassifyQueue", "LimitsTable"}
     # ingest only sends to the classify queue (SQSSendMessagePolicy: SendMessage and SendMessageBatch)
     assert {a for a, r in allowed if "ClassifyQueue" in r} == {"sqs:SendMessage*"}
     assert ("s3:GetObject", f"{bucket}/*") in allowed
     s3_writes = {(a, r) for a, r in allowed if a.startswith("s3:") and _is_write(a)}
     assert s3_writes == {("s3:PutObject", f"{bucket}/derived/*")}
     dynamodb_tables = {lid for a, r in allowed if a.startswith("dynamodb:") for lid in _logical_ids(r)}
-    assert dynamodb_tables == {"ImagesTable", "IdempotencyTable"}
+    assert dynamodb_tables == {"ImagesTable", "IdempotencyTable", "LimitsTable"}
+    assert {a for a, r in allowed if "LimitsTable" in r} == {"dynamodb:UpdateItem"}
     for table in ("ImagesTable", "IdempotencyTable"):
         actions = {a for a, r in allowed if f"table/${{{table}}}" in r}
         assert {

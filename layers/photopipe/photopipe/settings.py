@@ -91,8 +91,21 @@ class EnhanceApiSettings(_EnvSettings):
     enhance_queue_when_no_workers: bool = Field(False, alias="ENHANCE_QUEUE_WHEN_NO_WORKERS")
 
 
-class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings):
+class LimitSettings(_EnvSettings):
+    """Per-user quotas and login-attempt limits (counters in the limits table)."""
+
+    limits_table: str = Field(alias="LIMITS_TABLE")
+    quota_uploads_per_day: int = Field(1000, alias="PHOTOPIPE_QUOTA_UPLOADS_PER_DAY", ge=1)
+    quota_stored_bytes: int = Field(10 * 1024 * MB, alias="PHOTOPIPE_QUOTA_STORED_BYTES", ge=MB)
+    quota_active_jobs: int = Field(20, alias="PHOTOPIPE_QUOTA_ACTIVE_JOBS", ge=1)
+    login_window_seconds: int = Field(900, alias="PHOTOPIPE_LOGIN_WINDOW_SECONDS", ge=60)
+    login_max_per_account: int = Field(10, alias="PHOTOPIPE_LOGIN_MAX_FAILURES_PER_ACCOUNT", ge=1)
+    login_max_per_source: int = Field(100, alias="PHOTOPIPE_LOGIN_MAX_FAILURES_PER_SOURCE", ge=1)
+
+
+class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings, LimitSettings):
     users_table: str = Field(alias="USERS_TABLE")
+    sessions_table: str = Field(alias="SESSIONS_TABLE")
     jwt_secret_id: str = Field(alias="JWT_SECRET_ID")
     jwt_ttl_seconds: int = Field(3600, alias="JWT_TTL_SECONDS", ge=60)
     jwt_issuer: str = Field("photopipe", alias="JWT_ISSUER")
@@ -103,10 +116,17 @@ class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings):
     stats_table: str = Field(alias="STATS_TABLE")
 
 
+class AdminSettings(_EnvSettings):
+    """What `photopipe admin ...` needs, run against a stack with that stack's environment."""
+
+    users_table: str = Field(alias="USERS_TABLE")
+
+
 class IngestSettings(CommonSettings):
     # The ingest queue's redrive maxReceiveCount: on the last attempt a failing image is marked `failed`.
     max_receive_count: int = Field(3, alias="INGEST_MAX_RECEIVE_COUNT", ge=1)
     classify_queue_url: str = Field(alias="CLASSIFY_QUEUE_URL")
+    limits_table: str = Field(alias="LIMITS_TABLE")
 
 
 class ClassifySettings(CommonSettings, ClassifierSettings):

@@ -3,6 +3,7 @@ Handlers call these factories; tests clear them with `reset()` between moto fixt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
@@ -12,8 +13,10 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
+from photopipe.adapters.limits import LimitsRepository
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.secrets import get_secret
+from photopipe.adapters.sessions import SessionsRepository
 from photopipe.adapters.sqs import Queue
 from photopipe.adapters.stats import StatsRepository
 from photopipe.adapters.users import UsersRepository
@@ -30,15 +33,18 @@ from photopipe.classification import (
 from photopipe.classification.neardup import MAX_DISTANCE
 from photopipe.errors import ConfigurationError
 from photopipe.imaging import Limits
+from photopipe.models import LoginLimits, Quotas, User
 from photopipe.settings import (
+    AdminSettings,
     ApiSettings,
     ClassifierSettings,
     ClassifySettings,
     ExportsSettings,
     IngestSettings,
+    LimitSettings,
     WorkerSettings,
 )
-from photopipe.usecases.accounts import Accounts
+from photopipe.usecases.accounts import Accounts, grant_admin
 from photopipe.usecases.classify import ImageClassifier, Prices
 from photopipe.usecases.enhance_jobs import EnhanceJobs
 from photopipe.usecases.exports import Exporter
@@ -46,6 +52,7 @@ from photopipe.usecases.fleet import Fleet
 from photopipe.usecases.gallery import Gallery
 from photopipe.usecases.ingest import Ingestor, idempotency_config
 from photopipe.usecases.insights import Insights
+from photopipe.usecases.quotas import QuotaGuard
 from photopipe.usecases.uploads import Uploads
 
 NO_CLASSIFIER = (
@@ -61,6 +68,12 @@ class ApiServices:
     images: ImagesRepository
     media: MediaStore
     hasher: PasswordHasher
+    sessions: SessionsRepository
+    limits: LimitsRepository
+
+    @property
+    def quotas(self) -> QuotaGuard:
+        return QuotaGuard(limits=self.limits, quotas=quotas_of(self.settings))
 
     @property
     def accounts(self) -> Accounts:
@@ -72,7 +85,18 @@ class ApiServices:
             audience=self.settings.jwt_audience,
             ttl_seconds=self.settings.jwt_ttl_seconds,
         )
-        return Accounts(users=self.users, hasher=self.hasher, tokens=tokens)
+        return Accounts(
+            users=self.users,
+            hasher=self.hasher,
+            tokens=tokens,
+            sessions=self.sessions,
+            limits=self.limits,
+            login_limits=LoginLimits(
+                window_seconds=self.settings.login_window_seconds,
+                per_account=self.settings.login_max_per_account,
+                per_source=self.settings.login_max_per_source,
+            ),
+        )
 
     @property
     def uploads(self) -> Uploads:
@@ -81,6 +105,7 @@ class ApiServices:
             media=self.media,
             max_upload_bytes=self.settings.max_upload_bytes,
             url_ttl_seconds=self.settings.upload_url_ttl_seconds,
+            quotas=self.quotas,
         )
 
     @property
@@ -97,7 +122,10 @@ class ApiServices:
     @property
     def gallery(self) -> Gallery:
         return Gallery(
-            images=self.images, media=self.media, url_ttl_seconds=self.settings.download_url_ttl_seconds
+            images=self.images,
+            media=self.media,
+            url_ttl_seconds=self.settings.download_url_ttl_seconds,
+            quotas=self.quotas,
         )
 
     # Built once per execution environment (each holds boto3 clients), on first use.
@@ -120,6 +148,7 @@ class ApiServices:
             fleet=self.fleet,
             queue_when_no_workers=self.settings.enhance_queue_when_no_workers,
             url_ttl_seconds=self.settings.download_url_ttl_seconds,
+            quotas=self.quotas,
         )
 
 
@@ -132,6 +161,16 @@ def api_services() -> ApiServices:
         images=ImagesRepository(settings.images_table),
         media=MediaStore(settings.media_bucket),
         hasher=PasswordHasher(),
+        sessions=SessionsRepository(settings.sessions_table),
+        limits=LimitsRepository(settings.limits_table),
+    )
+
+
+def quotas_of(settings: LimitSettings) -> Quotas:
+    return Quotas(
+        uploads_per_day=settings.quota_uploads_per_day,
+        stored_bytes=settings.quota_stored_bytes,
+        active_jobs=settings.quota_active_jobs,
     )
 
 
@@ -146,6 +185,7 @@ def ingestor() -> Ingestor:
         max_receive_count=settings.max_receive_count,
         persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
         idempotency=idempotency_config(),
+        quotas=QuotaGuard(limits=LimitsRepository(settings.limits_table), quotas=Quotas()),
     )
 
 
@@ -288,6 +328,12 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
             max_batch=int(restorer.max_batch),
         ),
     )
+
+
+def set_admin(username: str, admin: bool = True, env: Mapping[str, str] | None = None) -> User:
+    """Grant (or revoke) the admin flag: what `photopipe admin grant USERNAME` runs, with the stack's
+    environment (`env`, else this process's)."""
+    return grant_admin(UsersRepository(AdminSettings.from_env(env).users_table), username, admin=admin)
 
 
 def reset() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from photopipe.models import (
     MAX_BATCH_IMAGES,
@@ -27,11 +28,30 @@ Email = Annotated[
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
 PhashHex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
+# Ids the API issues (image, job, batch ids are uuid4 hex); anything else is refused (422) before any
+# table is read, so an empty or odd string never reaches DynamoDB.
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ImageId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+# What /auth/login and /auth/register return: 32 random bytes, base64url.
+RefreshToken = Annotated[str, StringConstraints(min_length=20, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _unique(ids: list[str]) -> list[str]:
+    if len(set(ids)) != len(ids):
+        raise ValueError("the list names an id more than once")
+    return ids
+
+
+# A batch names each image once: the schema says so (`uniqueItems`) and validation refuses duplicates (422).
+UniqueIds = Annotated[list[ImageId], AfterValidator(_unique), Field(json_schema_extra={"uniqueItems": True})]
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
+    code: str = Field(description="snake_case, stable: what a client branches on")
+    message: str = Field(description="What happened and what to do, for a person")
+    limit: str | None = Field(None, description="429: the limit that was reached")
+    retry_after: int | None = Field(None, description="429: seconds until it resets (also `Retry-After`)")
+    resets_at: str | None = Field(None, description="429: when it resets (ISO-8601 UTC)")
 
 
 class ErrorBody(BaseModel):
@@ -43,6 +63,7 @@ class UserOut(BaseModel):
     username: str
     email: str
     created_at: str
+    admin: bool = Field(False, description="May read the global statistics")
 
     @classmethod
     def of(cls, user: User) -> UserOut:
@@ -57,9 +78,15 @@ class RegisterRequest(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    username: str | None = Field(None, max_length=254, description="Username or email")
-    email: str | None = Field(None, max_length=254)
+    # One of username and email is required: said in the schema too (anyOf), so a client knows.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["username"]}, {"required": ["email"]}]},
+    )
+    username: str | SkipJsonSchema[None] = Field(
+        None, min_length=1, max_length=254, description="Username or email"
+    )
+    email: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=254)
     password: str = Field(max_length=256)
 
     @model_validator(mode="after")
@@ -74,14 +101,36 @@ class LoginRequest(BaseModel):
 
 
 class SessionOut(BaseModel):
-    token: str
+    token: str = Field(description="Access token (JWT) for `Authorization: Bearer`; short-lived")
     token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
-    expires_in: int
+    expires_in: int = Field(description="Seconds the access token is valid")
+    refresh_token: str = Field(description="Spend it once at /auth/refresh for the next pair; keep it secret")
+    refresh_expires_in: int = Field(description="Seconds the refresh token is valid if unused")
     user: UserOut
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: RefreshToken
+
+
+class QuotasOut(BaseModel):
+    uploads_per_day: int
+    stored_bytes: int
+    active_jobs: int
+
+
+class UsageOut(BaseModel):
+    uploads_today: int
+    stored_bytes: int
+    active_jobs: int
+    limits: QuotasOut
+    uploads_reset_at: str = Field(description="When the daily upload count starts again (midnight UTC)")
 
 
 class ProfileOut(BaseModel):
     user: UserOut
+    usage: UsageOut | None = None
 
 
 class UploadRequest(BaseModel):
@@ -140,7 +189,8 @@ class ImageList(BaseModel):
 
 class BatchDeleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image_ids: list[str] = Field(min_length=1, max_length=100)
+    # Duplicates are accepted (each image is deleted once); ids are checked before any table is read.
+    image_ids: list[ImageId] = Field(min_length=1, max_length=100)
 
 
 class BatchDeleteOut(BaseModel):
@@ -240,9 +290,6 @@ class CategoryStatsOut(BaseModel):
 
 
 # ------------------------------------------------------------------ enhancement
-ImageId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
 class EnhanceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image_id: ImageId
@@ -251,7 +298,7 @@ class EnhanceRequest(BaseModel):
 
 class EnhanceBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image_ids: list[ImageId] = Field(min_length=1, max_length=MAX_BATCH_IMAGES)
+    image_ids: UniqueIds = Field(min_length=1, max_length=MAX_BATCH_IMAGES)
     params: EnhanceParams = Field(default_factory=EnhanceParams)
 
 

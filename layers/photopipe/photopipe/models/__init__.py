@@ -42,6 +42,8 @@ from photopipe.models.messages import (
     ObjectRef,
     S3Notification,
 )
+from photopipe.models.quotas import GIB, JobSlots, Limit, LoginLimits, Quotas
+from photopipe.models.sessions import REFRESH_TTL_SECONDS, IssuedToken, SessionEnd, SessionRecord
 from photopipe.models.users import User, UserRecord
 
 __all__ = [
@@ -49,10 +51,12 @@ __all__ = [
     "CATEGORY_LABELS",
     "CLASSIFIABLE_STATES",
     "ENHANCEABLE_STATES",
+    "GIB",
     "HEALTHY_WITHIN_S",
     "HEARTBEAT_INTERVAL_S",
     "LEVELS",
     "MAX_BATCH_IMAGES",
+    "REFRESH_TTL_SECONDS",
     "TERMINAL_INGEST_STATES",
     "TERMINAL_JOB_STATES",
     "CachedResult",
@@ -67,14 +71,21 @@ __all__ = [
     "ImageRecord",
     "ImageState",
     "IngestRecord",
+    "IssuedToken",
     "Job",
     "JobError",
     "JobMessage",
+    "JobSlots",
     "JobState",
     "LevelSettings",
+    "Limit",
+    "LoginLimits",
     "ObjectRef",
     "QualityLevel",
+    "Quotas",
     "S3Notification",
+    "SessionEnd",
+    "SessionRecord",
     "User",
     "UserRecord",
     "WorkerRecord",

@@ -67,6 +67,7 @@ class EnhanceParams(BaseModel):
     def level(self) -> LevelSettings:
         return LEVELS[self.quality_level]
 
+
 MAX_BATCH_IMAGES = 20
 
 
@@ -134,4 +135,3 @@ def result_key(user_id: str, job_id: str) -> str:
 
 def export_key(user_id: str, batch_id: str) -> str:
     return f"exports/{user_id}/{batch_id}.zip"
-

@@ -31,6 +31,7 @@ from photopipe.models import (
 )
 from photopipe.observability import logger
 from photopipe.usecases.fleet import Fleet
+from photopipe.usecases.quotas import QuotaGuard
 
 EXPORT_RETRY_AFTER_S = 5
 
@@ -73,12 +74,15 @@ class EnhanceJobs:
     fleet: Fleet
     queue_when_no_workers: bool
     url_ttl_seconds: int
+    quotas: QuotaGuard
 
     # ------------------------------------------------------------------ submit
     def submit(self, user_id: str, image_id: str, params: EnhanceParams) -> Job:
         image = self._enhanceable(user_id, image_id)
         self._check_capacity()
-        return self._enqueue(image, params, batch_id=None)
+        job_id = uuid.uuid4().hex
+        self.quotas.claim_job_slots(user_id, [job_id], self.jobs)
+        return self._enqueue(image, params, batch_id=None, job_id=job_id)
 
     def submit_batch(
         self, user_id: str, image_ids: list[str], params: EnhanceParams
@@ -92,7 +96,12 @@ class EnhanceJobs:
         images = [self._enhanceable(user_id, i) for i in image_ids]  # all checked before anything is queued
         self._check_capacity()
         batch_id = uuid.uuid4().hex
-        jobs = [self._enqueue(image, params, batch_id=batch_id) for image in images]
+        job_ids = [uuid.uuid4().hex for _ in images]
+        self.quotas.claim_job_slots(user_id, job_ids, self.jobs)
+        jobs = [
+            self._enqueue(image, params, batch_id=batch_id, job_id=job_id)
+            for image, job_id in zip(images, job_ids, strict=True)
+        ]
         logger.info("batch submitted", extra={"batch_id": batch_id, "jobs": len(jobs)})
         return batch_id, jobs
 
@@ -114,10 +123,14 @@ class EnhanceJobs:
         if reason is not None:
             raise ServiceUnavailableError(reason, code="enhancement_unavailable")
 
-    def _enqueue(self, image: ImageRecord, params: EnhanceParams, *, batch_id: str | None) -> Job:
+    def _enqueue(
+        self, image: ImageRecord, params: EnhanceParams, *, batch_id: str | None, job_id: str
+    ) -> Job:
+        """A slot was claimed for `job_id`; should this fail, the slot frees itself (no such job, or a
+        failed one, holds none)."""
         now = utcnow_iso()
         job = Job(
-            job_id=uuid.uuid4().hex,
+            job_id=job_id,
             image_id=image.image_id,
             user_id=image.user_id,
             state=JobState.QUEUED,

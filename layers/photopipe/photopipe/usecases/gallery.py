@@ -9,6 +9,7 @@ from photopipe.adapters.s3 import MediaStore
 from photopipe.errors import NotFoundError
 from photopipe.models import ImageRecord, ImageState
 from photopipe.observability import logger
+from photopipe.usecases.quotas import QuotaGuard
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Gallery:
     images: ImagesRepository
     media: MediaStore
     url_ttl_seconds: int
+    quotas: QuotaGuard
 
     def list_images(
         self, user_id: str, *, limit: int, cursor: str | None, state: ImageState | None
@@ -55,7 +57,9 @@ class Gallery:
         # Objects first: a record without objects is visible and can be deleted again; the reverse leaks.
         removed = self.media.delete_prefix(f"originals/{user_id}/{image_id}/")
         removed += self.media.delete_prefix(f"derived/{user_id}/{image_id}/")
-        self.images.delete(record.image_id)
+        deleted = self.images.delete(record.image_id)
+        if deleted is not None and deleted.charged_bytes:
+            self.quotas.charge(user_id, -deleted.charged_bytes)  # once: only one delete gets the old record
         logger.info("image deleted", extra={"image_id": image_id, "objects": removed})
 
     def delete_many(self, user_id: str, image_ids: list[str]) -> tuple[list[str], list[str]]:
