@@ -36,7 +36,11 @@ class SessionsRepository:
     def start(self, session: SessionRecord, token: IssuedToken) -> None:
         """A new family with its first token (one transaction)."""
         absent = "attribute_not_exists(pk)"
-        family = {"pk": _session_pk(session.session_id), "kind": "session", **session.model_dump(mode="json")}
+        family = {
+            "pk": _session_pk(session.session_id),
+            "kind": "session",
+            **session.model_dump(mode="json", exclude_none=True),
+        }
         self._transact(
             [
                 {"Put": {"TableName": self._name, "Item": family, "ConditionExpression": absent}},

@@ -145,12 +145,24 @@ def _invalid_json(message: str) -> Response:
     return _error(400, error_body("invalid_json", message))
 
 
+def _not_json() -> bool:
+    media_type = app.current_event.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type not in ("", "application/json")
+
+
 @app.exception_handler(RequestUnsupportedContentType)
-def _unsupported_content_type(e: RequestUnsupportedContentType) -> Response:
+def _unsupported_content_type(e: RequestUnsupportedContentType | ValueError) -> Response:
     content_type = app.current_event.headers.get("content-type", "")
     message = f"the body is {content_type!r}; send JSON with Content-Type: application/json"
     _refused(415, "unsupported_media_type", message)
     return _error(415, error_body("unsupported_media_type", message))
+
+
+@app.exception_handler(ValueError)
+def _bad_value(e: ValueError) -> Response:
+    """Powertools parses form and multipart bodies too, and raises a bare ValueError for a multipart body
+    without a boundary: every body here is JSON, so that is a 415. Any other ValueError is a bug."""
+    return _unsupported_content_type(e) if _not_json() else _unexpected(e)
 
 
 @app.exception_handler(Exception)

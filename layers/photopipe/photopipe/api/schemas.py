@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -77,17 +77,31 @@ class RegisterRequest(BaseModel):
     password: Password
 
 
+def _one_of(*names: str) -> dict[str, Any]:
+    """JSON Schema for "at least one of these string fields is present" (what a model validator checks)."""
+    return {"anyOf": [{"required": [n], "properties": {n: {"type": "string"}}} for n in names]}
+
+
+def _refuse_nulls(data: Any) -> Any:
+    """`null` is not a value of an optional string here (the schema says string): 422, not "absent"."""
+    if isinstance(data, dict):
+        nulls = sorted(str(k) for k, v in data.items() if v is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: send a string or leave the field out, not null")
+    return data
+
+
+LoginName = Annotated[str, StringConstraints(min_length=1, max_length=254)]
+
+
 class LoginRequest(BaseModel):
     # One of username and email is required: said in the schema too (anyOf), so a client knows.
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"anyOf": [{"required": ["username"]}, {"required": ["email"]}]},
-    )
-    username: str | SkipJsonSchema[None] = Field(
-        None, min_length=1, max_length=254, description="Username or email"
-    )
-    email: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=254)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of("username", "email"))
+    username: LoginName | SkipJsonSchema[None] = Field(None, description="Username or email")
+    email: LoginName | SkipJsonSchema[None] = None
     password: str = Field(max_length=256)
+
+    _no_nulls = model_validator(mode="before")(_refuse_nulls)
 
     @model_validator(mode="after")
     def one_login(self) -> LoginRequest:
@@ -136,7 +150,12 @@ class ProfileOut(BaseModel):
 class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filename: str = Field(min_length=1, max_length=1024)
-    content_type: str = Field(min_length=3, max_length=100)
+    content_type: str = Field(
+        min_length=3,
+        max_length=100,
+        description="An image type (GET /info lists them); anything else is 400 unsupported_media_type",
+        examples=["image/jpeg", "image/png", "image/heic"],
+    )
     size: int = Field(gt=0, description="Size of the file in bytes")
     sha256: Sha256Hex | None = Field(None, description="Optional; lets a client check the cache first")
 
@@ -353,10 +372,10 @@ class ExportPendingOut(BaseModel):
 class RegisterWorkerRequest(BaseModel):
     """A worker's registration. The old gateway's `{ip, port, secret}` body is still accepted."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_one_of("worker_id", "ip"))
     worker_id: str | None = Field(None, min_length=1, max_length=128)
     url: str | None = Field(None, max_length=512)
-    ip: str | None = Field(None, max_length=64)
+    ip: str | None = Field(None, min_length=1, max_length=64)
     port: int | None = Field(None, ge=1, le=65535)
     provider: str | None = Field(None, max_length=64)
     max_batch: int | None = Field(None, ge=1, le=4096)
@@ -365,9 +384,9 @@ class RegisterWorkerRequest(BaseModel):
 
 
 class UnregisterWorkerRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_one_of("worker_id", "ip"))
     worker_id: str | None = Field(None, min_length=1, max_length=128)
-    ip: str | None = Field(None, max_length=64)
+    ip: str | None = Field(None, min_length=1, max_length=64)
     port: int | None = Field(None, ge=1, le=65535)
     secret: str | None = Field(None, max_length=512)
 
