@@ -70,6 +70,7 @@ bench: $(VENV)/.installed-export
 	$(PY) benchmarks/e2e_local.py
 	$(PY) benchmarks/near_duplicates.py
 	$(PY) benchmarks/classify_cache.py
+	$(PY) benchmarks/load_faults.py
 	$(PY) benchmarks/enhance.py
 
 # Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it), then the check that the

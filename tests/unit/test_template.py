@@ -931,3 +931,53 @@ def test_api_function_reads_the_fleet_secret_only(resources: dict[str, Any]) -> 
     env = _props(resources, "ApiFunction")["Environment"]["Variables"]
     assert env["FLEET_SECRET_ID"] == {"Ref": "FleetSecret"}
     assert env["ENHANCE_QUEUE_WHEN_NO_WORKERS"] == {"Ref": "EnhanceQueueWhenNoWorkers"}
+
+
+# ------------------------------------------------------------------------------ limits and sessions
+
+
+def test_the_api_stage_is_throttled_by_the_template_parameters(
+    source: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    (stage,) = _of_type(resources, "AWS::ApiGatewayV2::Stage").values()
+
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    parameters = source["Parameters"]
+    assert (parameters["ApiThrottlingRateLimit"]["Type"], parameters["ApiThrottlingBurstLimit"]["Type"]) == (
+        "Number",
+        "Number",
+    )
+
+
+@pytest.mark.parametrize("table_id", ["SessionsTable", "LimitsTable"])
+def test_sessions_and_limits_tables_are_keyed_expiring_and_kept(
+    resources: dict[str, Any], table_id: str
+) -> None:
+    table = _props(resources, table_id)
+
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # losing them would sign everyone out and reset every user's storage count
+    assert resources[table_id]["DeletionPolicy"] == "Retain"
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+
+
+def test_the_quotas_come_from_template_parameters(resources: dict[str, Any]) -> None:
+    api = _props(resources, "ApiFunction")["Environment"]["Variables"]
+    ingest = _props(resources, "IngestFunction")["Environment"]["Variables"]
+
+    assert {k: api[k] for k in ("SESSIONS_TABLE", "LIMITS_TABLE")} == {
+        "SESSIONS_TABLE": {"Ref": "SessionsTable"},
+        "LIMITS_TABLE": {"Ref": "LimitsTable"},
+    }
+    assert ingest["LIMITS_TABLE"] == {"Ref": "LimitsTable"}
+    assert {k: api[k] for k in api if k.startswith("PHOTOPIPE_QUOTA_")} == {
+        "PHOTOPIPE_QUOTA_UPLOADS_PER_DAY": {"Ref": "QuotaUploadsPerDay"},
+        "PHOTOPIPE_QUOTA_STORED_BYTES": {"Ref": "QuotaStoredBytes"},
+        "PHOTOPIPE_QUOTA_ACTIVE_JOBS": {"Ref": "QuotaActiveJobs"},
+    }
