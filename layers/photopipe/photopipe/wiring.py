@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from photopipe.adapters.classification_cache import ClassificationCache
+from photopipe.adapters.dynamo import dynamodb_resource
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.limits import LimitsRepository
@@ -155,14 +156,15 @@ class ApiServices:
 @lru_cache(maxsize=1)
 def api_services() -> ApiServices:
     settings = ApiSettings.from_env()
+    dynamodb = dynamodb_resource()  # one for the repositories built here
     return ApiServices(
         settings=settings,
-        users=UsersRepository(settings.users_table),
-        images=ImagesRepository(settings.images_table),
+        users=UsersRepository(settings.users_table, dynamodb),
+        images=ImagesRepository(settings.images_table, dynamodb),
         media=MediaStore(settings.media_bucket),
         hasher=PasswordHasher(),
-        sessions=SessionsRepository(settings.sessions_table),
-        limits=LimitsRepository(settings.limits_table),
+        sessions=SessionsRepository(settings.sessions_table, dynamodb),
+        limits=LimitsRepository(settings.limits_table, dynamodb),
     )
 
 
