@@ -71,6 +71,7 @@ bench: $(VENV)/.installed-export
 	$(PY) benchmarks/e2e_local.py
 	$(PY) benchmarks/near_duplicates.py
 	$(PY) benchmarks/classify_cache.py
+	$(PY) benchmarks/load_faults.py
 	$(PY) benchmarks/enhance.py
 	$(PY) benchmarks/cli_upload.py
 	$(PY) benchmarks/ws_latency.py

@@ -67,6 +67,7 @@ def test_upload_processed_classified_and_a_copy_served_from_cache(
     assert copy["classification"]["source"] in {"near_duplicate", "exact_cache"}
     assert len(fake.requests) == 1, "the copy cost no model call"
 
+    wiring.set_admin("llm-user", env=live.stack.environment)  # global statistics are for admins
     today = live.get("/api/v1/stats/today", token=token).json()
     assert today["misses"] == 1
     assert today["exact_hits"] + today["near_hits"] == 1

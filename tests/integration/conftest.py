@@ -3,6 +3,7 @@ the local stack uses, and the functions' environment as the template resolves it
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import Iterator
@@ -188,6 +189,31 @@ class ApiClient:
         if body is not None:
             event["body"] = json.dumps(body)
         return self._send(event)
+
+    def call_raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        source_ip: str | None = None,
+    ) -> dict[str, Any]:
+        """Send exactly these body bytes (base64-encoded, as API Gateway passes a binary body) and
+        headers; returns the whole proxy response (status, headers, body)."""
+        event = load_event("api-health.json")
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["requestContext"]["http"]["method"] = method
+        event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {path}"
+        event["headers"].update({k.lower(): v for k, v in (headers or {}).items()})
+        if source_ip:
+            event["requestContext"]["http"]["sourceIp"] = source_ip
+        if body is not None:
+            raw = body.encode() if isinstance(body, str) else body
+            event["body"] = base64.b64encode(raw).decode()
+            event["isBase64Encoded"] = True
+        resp: dict[str, Any] = self._handler(event, FakeContext("photopipe-api"))
+        return resp
 
     def _send(self, event: dict[str, Any]) -> tuple[int, Any]:
         resp = self._handler(event, FakeContext("photopipe-api"))

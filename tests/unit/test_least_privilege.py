@@ -48,6 +48,14 @@ EXPECTED: dict[str, dict[tuple[str, str], str]] = {
     "ApiFunction": {
         (GET, _table("UsersTable")): "login and profile read a user (and a username or email guard)",
         (PUT, _table("UsersTable")): "register: one transaction of three conditional puts",
+        (UPDATE, _table("UsersTable")): "/auth/wechat: the user's openid (in the link's transaction)",
+        (DELETE, _table("UsersTable")): "/auth/wechat: a previous openid's link",
+        (GET, _table("SessionsTable")): "a refresh token and its session",
+        (PUT, _table("SessionsTable")): "login: the session and its first refresh token; a refresh: the next",
+        (UPDATE, _table("SessionsTable")): "a refresh spends the token; logout and reuse revoke the session",
+        (GET, _table("LimitsTable")): "usage: uploads today, stored bytes, job slots",
+        (UPDATE, _table("LimitsTable")): "quota counters and login attempts (conditional ADDs)",
+        ("dynamodb:BatchGetItem", _table("JobsTable")): "the job-slot quota reads its holders' states",
         (GET, _table("ImagesTable")): "a photo, its classification, what an enhancement starts from",
         (PUT, _table("ImagesTable")): "POST /uploads creates the pending record",
         (DELETE, _table("ImagesTable")): "DELETE /images/{id}",
@@ -117,6 +125,7 @@ EXPECTED: dict[str, dict[tuple[str, str], str]] = {
         (UPDATE, _table("IdempotencyTable")): "...",
         (DELETE, _table("IdempotencyTable")): "... (after a failure)",
         ("sqs:SendMessage*", _queue("ClassifyQueue")): "hand the photo to classification",
+        (UPDATE, _table("LimitsTable")): "the upload's real size charged to its owner's storage quota",
     },
     "ClassifyFunction": {
         ("s3:GetObject", _objects("derived")): "the preview the model sees",

@@ -630,6 +630,9 @@ def test_api_function_reaches_only_its_tables_bucket_and_secret(resources: dict[
         "OrdersTable",
         "OrderChecksQueue",
         "WechatPaySecret",
+        # sign-in sessions, quotas and login-attempt limits
+        "SessionsTable",
+        "LimitsTable",
     }
     allowed = _allowed(statements)
     # the cache pre-check and the statistics only read their tables
@@ -656,7 +659,8 @@ def test_ingest_function_reads_originals_writes_derived_and_its_tables(resources
     bucket = "arn:${AWS::Partition}:s3:::${MediaBucket}"
 
     referenced = set().union(*(_logical_ids(st["Resource"]) for st in statements))
-    assert referenced == {"MediaBucket", "ImagesTable", "IdempotencyTable", "ClassifyQueue"}
+    # LimitsTable: the real size of each upload is charged to its owner's storage quota
+    assert referenced == {"MediaBucket", "ImagesTable", "IdempotencyTable", "ClassifyQueue", "LimitsTable"}
     # ingest only sends to the classify queue (SQSSendMessagePolicy: SendMessage and SendMessageBatch)
     assert {a for a, r in allowed if "ClassifyQueue" in r} == {"sqs:SendMessage*"}
     # originals only (narrowed from the whole bucket: ingest reads nothing else)
@@ -665,7 +669,8 @@ def test_ingest_function_reads_originals_writes_derived_and_its_tables(resources
     s3_writes = {(a, r) for a, r in allowed if a.startswith("s3:") and _is_write(a)}
     assert s3_writes == {("s3:PutObject", f"{bucket}/derived/*")}
     dynamodb_tables = {lid for a, r in allowed if a.startswith("dynamodb:") for lid in _logical_ids(r)}
-    assert dynamodb_tables == {"ImagesTable", "IdempotencyTable"}
+    assert dynamodb_tables == {"ImagesTable", "IdempotencyTable", "LimitsTable"}
+    assert {a for a, r in allowed if "LimitsTable" in r} == {"dynamodb:UpdateItem"}
     # the image is read and moved through its states; Powertools puts, reads, completes and deletes its record
     expected = {
         "ImagesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
@@ -952,3 +957,59 @@ def test_api_function_reads_the_fleet_secret_only(resources: dict[str, Any]) -> 
     env = _props(resources, "ApiFunction")["Environment"]["Variables"]
     assert env["FLEET_SECRET_ID"] == {"Ref": "FleetSecret"}
     assert env["ENHANCE_QUEUE_WHEN_NO_WORKERS"] == {"Ref": "EnhanceQueueWhenNoWorkers"}
+
+
+# ------------------------------------------------------------------------------ limits and sessions
+
+
+def test_the_api_stage_is_throttled_by_the_template_parameters(
+    source: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    (stage,) = [
+        s
+        for s in _of_type(resources, "AWS::ApiGatewayV2::Stage").values()
+        if s["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    ]
+
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    parameters = source["Parameters"]
+    assert (parameters["ApiThrottlingRateLimit"]["Type"], parameters["ApiThrottlingBurstLimit"]["Type"]) == (
+        "Number",
+        "Number",
+    )
+
+
+@pytest.mark.parametrize("table_id", ["SessionsTable", "LimitsTable"])
+def test_sessions_and_limits_tables_are_keyed_expiring_and_kept(
+    resources: dict[str, Any], table_id: str
+) -> None:
+    table = _props(resources, table_id)
+
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # losing them would sign everyone out and reset every user's storage count
+    assert (
+        resources[table_id]["DeletionPolicy"] == "RetainExceptOnCreate"
+    )  # kept, except when the first create fails
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+
+
+def test_the_quotas_come_from_template_parameters(resources: dict[str, Any]) -> None:
+    api = _props(resources, "ApiFunction")["Environment"]["Variables"]
+    ingest = _props(resources, "IngestFunction")["Environment"]["Variables"]
+
+    assert {k: api[k] for k in ("SESSIONS_TABLE", "LIMITS_TABLE")} == {
+        "SESSIONS_TABLE": {"Ref": "SessionsTable"},
+        "LIMITS_TABLE": {"Ref": "LimitsTable"},
+    }
+    assert ingest["LIMITS_TABLE"] == {"Ref": "LimitsTable"}
+    assert {k: api[k] for k in api if k.startswith("PHOTOPIPE_QUOTA_")} == {
+        "PHOTOPIPE_QUOTA_UPLOADS_PER_DAY": {"Ref": "QuotaUploadsPerDay"},
+        "PHOTOPIPE_QUOTA_STORED_BYTES": {"Ref": "QuotaStoredBytes"},
+        "PHOTOPIPE_QUOTA_ACTIVE_JOBS": {"Ref": "QuotaActiveJobs"},
+    }

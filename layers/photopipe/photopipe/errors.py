@@ -7,9 +7,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    """The one shape of every error the API answers: `{"error": {"code", "message"}}`."""
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
+    """The one shape of every error the API answers: `{"error": {"code", "message"}}`, plus optional
+    details named in the error schema (e.g. a quota's `limit`, `retry_after`, `resets_at`)."""
+    return {
+        "error": {"code": code, "message": message, **{k: v for k, v in details.items() if v is not None}}
+    }
 
 
 class PhotopipeError(Exception):
@@ -17,6 +20,9 @@ class PhotopipeError(Exception):
 
     status: ClassVar[int] = 500
     default_code: ClassVar[str] = "internal_error"
+    # An expected refusal (a client error, or a 503 a caller can act on) is logged as business as usual,
+    # without a stack trace; anything else is a fault, logged at ERROR with one.
+    expected: ClassVar[bool | None] = None
 
     def __init__(self, message: str, *, code: str | None = None, **context: Any) -> None:
         super().__init__(message)
@@ -24,8 +30,16 @@ class PhotopipeError(Exception):
         self.code = code or self.default_code
         self.context = context
 
+    @property
+    def is_expected(self) -> bool:
+        return self.expected if self.expected is not None else self.status < 500
+
     def to_body(self) -> dict[str, Any]:
         return error_body(self.code, self.message)
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the error (e.g. `Retry-After`)."""
+        return {}
 
 
 class ConfigurationError(PhotopipeError):
@@ -71,9 +85,42 @@ class PayloadTooLargeError(PhotopipeError):
     default_code = "too_large"
 
 
+class TooManyRequestsError(PhotopipeError):
+    """A limit was reached: `limit` names it, `retry_after` (seconds) and `resets_at` (ISO-8601 UTC) say
+    when it resets - both None for a limit that time does not reset (stored bytes: delete photos)."""
+
+    status = 429
+    default_code = "too_many_requests"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        limit: str,
+        retry_after: int | None = None,
+        resets_at: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, limit=limit, retry_after=retry_after, resets_at=resets_at)
+        self.limit = limit
+        self.retry_after = retry_after
+        self.resets_at = resets_at
+
+    def to_body(self) -> dict[str, Any]:
+        return error_body(
+            self.code, self.message, limit=self.limit, retry_after=self.retry_after, resets_at=self.resets_at
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
 class ServiceUnavailableError(PhotopipeError):
+    """A dependency the caller cannot fix is not there (no enhancement worker up): expected, retry later."""
+
     status = 503
     default_code = "service_unavailable"
+    expected = True
 
 
 class TransientError(PhotopipeError):
@@ -82,6 +129,7 @@ class TransientError(PhotopipeError):
 
     status = 503
     default_code = "transient_failure"
+    expected = True
 
 
 class ImageRejected(PhotopipeError):

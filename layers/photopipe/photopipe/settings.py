@@ -131,16 +131,22 @@ class PaymentSettings(CreditsSettings):
     order_ttl_seconds: int = Field(7200, alias="PHOTOPIPE_ORDER_TTL_SECONDS", ge=300, le=7 * 24 * 3600)
     # A pending order is checked with WeChat Pay when it is read this long after its last check.
     order_query_after_seconds: int = Field(30, alias="PHOTOPIPE_ORDER_QUERY_AFTER_SECONDS", ge=0, le=3600)
-    # Comma-separated user ids allowed to read the payment statistics (until users carry an admin flag).
-    payments_admins: str = Field("", alias="PHOTOPIPE_PAYMENTS_ADMINS")
 
     @property
     def payments_enabled(self) -> bool:
         return bool(self.wechat_pay_mchid and self.wechat_appid)
 
-    @property
-    def payments_admin_ids(self) -> frozenset[str]:
-        return frozenset(u.strip() for u in self.payments_admins.split(",") if u.strip())
+
+class LimitSettings(_EnvSettings):
+    """Per-user quotas and login-attempt limits (counters in the limits table)."""
+
+    limits_table: str = Field(alias="LIMITS_TABLE")
+    quota_uploads_per_day: int = Field(1000, alias="PHOTOPIPE_QUOTA_UPLOADS_PER_DAY", ge=1)
+    quota_stored_bytes: int = Field(10 * 1024 * MB, alias="PHOTOPIPE_QUOTA_STORED_BYTES", ge=MB)
+    quota_active_jobs: int = Field(20, alias="PHOTOPIPE_QUOTA_ACTIVE_JOBS", ge=1)
+    login_window_seconds: int = Field(900, alias="PHOTOPIPE_LOGIN_WINDOW_SECONDS", ge=60)
+    login_max_per_account: int = Field(10, alias="PHOTOPIPE_LOGIN_MAX_FAILURES_PER_ACCOUNT", ge=1)
+    login_max_per_source: int = Field(100, alias="PHOTOPIPE_LOGIN_MAX_FAILURES_PER_SOURCE", ge=1)
 
 
 class TokenSettings(_EnvSettings):
@@ -167,8 +173,11 @@ class NotifySettings(ConnectionsSettings):
     websocket_url: str = Field(alias="WEBSOCKET_URL", pattern=r"^wss?://[^/]+")
 
 
-class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings, PaymentSettings, TokenSettings):
+class ApiSettings(
+    CommonSettings, ClassifierSettings, EnhanceApiSettings, PaymentSettings, TokenSettings, LimitSettings
+):
     users_table: str = Field(alias="USERS_TABLE")
+    sessions_table: str = Field(alias="SESSIONS_TABLE")
     # Where clients open the live-updates WebSocket (GET /api/v1/info reports it); unset: not deployed.
     websocket_url: str | None = Field(None, alias="WEBSOCKET_URL", pattern=r"^wss?://[^/]+")
     upload_url_ttl_seconds: int = Field(900, alias="UPLOAD_URL_TTL_SECONDS", ge=60, le=7 * 24 * 3600)
@@ -177,10 +186,17 @@ class ApiSettings(CommonSettings, ClassifierSettings, EnhanceApiSettings, Paymen
     stats_table: str = Field(alias="STATS_TABLE")
 
 
+class AdminSettings(_EnvSettings):
+    """What `photopipe admin ...` needs, run against a stack with that stack's environment."""
+
+    users_table: str = Field(alias="USERS_TABLE")
+
+
 class IngestSettings(CommonSettings):
     # The ingest queue's redrive maxReceiveCount: on the last attempt a failing image is marked `failed`.
     max_receive_count: int = Field(3, alias="INGEST_MAX_RECEIVE_COUNT", ge=1)
     classify_queue_url: str = Field(alias="CLASSIFY_QUEUE_URL")
+    limits_table: str = Field(alias="LIMITS_TABLE")
 
 
 class ClassifySettings(CommonSettings, ClassifierSettings):

@@ -3,6 +3,7 @@ Handlers call these factories; tests clear them with `reset()` between moto fixt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
@@ -12,12 +13,15 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.connections import ConnectionsRepository
 from photopipe.adapters.credits import CreditsRepository
+from photopipe.adapters.dynamo import dynamodb_resource
 from photopipe.adapters.fleet_deployment import FleetDeploymentParameter
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
+from photopipe.adapters.limits import LimitsRepository
 from photopipe.adapters.orders import OrdersRepository
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.secrets import get_secret
+from photopipe.adapters.sessions import SessionsRepository
 from photopipe.adapters.sqs import Queue
 from photopipe.adapters.stats import StatsRepository
 from photopipe.adapters.users import UsersRepository
@@ -36,8 +40,9 @@ from photopipe.classification import (
 from photopipe.classification.neardup import MAX_DISTANCE
 from photopipe.errors import ConfigurationError
 from photopipe.imaging import Limits
-from photopipe.models import CreditPackage, parse_packages
+from photopipe.models import CreditPackage, LoginLimits, Quotas, User, parse_packages
 from photopipe.settings import (
+    AdminSettings,
     ApiSettings,
     ClassifierSettings,
     ClassifySettings,
@@ -45,12 +50,13 @@ from photopipe.settings import (
     DeadLetterSettings,
     ExportsSettings,
     IngestSettings,
+    LimitSettings,
     NotifySettings,
     PaymentSettings,
     TokenSettings,
     WorkerSettings,
 )
-from photopipe.usecases.accounts import Accounts
+from photopipe.usecases.accounts import Accounts, grant_admin
 from photopipe.usecases.classify import ImageClassifier, Prices
 from photopipe.usecases.credits import Credits
 from photopipe.usecases.dead_letters import DeadLetterQueue, DeadLetters, Source
@@ -62,6 +68,7 @@ from photopipe.usecases.ingest import Ingestor, idempotency_config
 from photopipe.usecases.insights import Insights
 from photopipe.usecases.live import Connections, LiveUpdates, WebSocketAuthorizer
 from photopipe.usecases.payments import Payments
+from photopipe.usecases.quotas import QuotaGuard
 from photopipe.usecases.uploads import Uploads
 
 NO_CLASSIFIER = (
@@ -77,10 +84,27 @@ class ApiServices:
     images: ImagesRepository
     media: MediaStore
     hasher: PasswordHasher
+    sessions: SessionsRepository
+    limits: LimitsRepository
+
+    @property
+    def quotas(self) -> QuotaGuard:
+        return QuotaGuard(limits=self.limits, quotas=quotas_of(self.settings))
 
     @property
     def accounts(self) -> Accounts:
-        return Accounts(users=self.users, hasher=self.hasher, tokens=token_service(self.settings))
+        return Accounts(
+            users=self.users,
+            hasher=self.hasher,
+            tokens=token_service(self.settings),
+            sessions=self.sessions,
+            limits=self.limits,
+            login_limits=LoginLimits(
+                window_seconds=self.settings.login_window_seconds,
+                per_account=self.settings.login_max_per_account,
+                per_source=self.settings.login_max_per_source,
+            ),
+        )
 
     @property
     def uploads(self) -> Uploads:
@@ -89,6 +113,7 @@ class ApiServices:
             media=self.media,
             max_upload_bytes=self.settings.max_upload_bytes,
             url_ttl_seconds=self.settings.upload_url_ttl_seconds,
+            quotas=self.quotas,
         )
 
     @cached_property  # it holds two DynamoDB resources: one per process, not one per request
@@ -105,7 +130,10 @@ class ApiServices:
     @property
     def gallery(self) -> Gallery:
         return Gallery(
-            images=self.images, media=self.media, url_ttl_seconds=self.settings.download_url_ttl_seconds
+            images=self.images,
+            media=self.media,
+            url_ttl_seconds=self.settings.download_url_ttl_seconds,
+            quotas=self.quotas,
         )
 
     # Built once per execution environment (each holds boto3 clients), on first use.
@@ -131,6 +159,7 @@ class ApiServices:
             queue_when_no_workers=self.settings.enhance_queue_when_no_workers,
             url_ttl_seconds=self.settings.download_url_ttl_seconds,
             credits=self.credits,
+            quotas=self.quotas,
         )
 
     @cached_property
@@ -160,12 +189,23 @@ def token_service(settings: TokenSettings) -> TokenService:
 @lru_cache(maxsize=1)
 def api_services() -> ApiServices:
     settings = ApiSettings.from_env()
+    dynamodb = dynamodb_resource()  # one for the repositories built here
     return ApiServices(
         settings=settings,
-        users=UsersRepository(settings.users_table),
-        images=ImagesRepository(settings.images_table),
+        users=UsersRepository(settings.users_table, dynamodb),
+        images=ImagesRepository(settings.images_table, dynamodb),
         media=MediaStore(settings.media_bucket),
         hasher=PasswordHasher(),
+        sessions=SessionsRepository(settings.sessions_table, dynamodb),
+        limits=LimitsRepository(settings.limits_table, dynamodb),
+    )
+
+
+def quotas_of(settings: LimitSettings) -> Quotas:
+    return Quotas(
+        uploads_per_day=settings.quota_uploads_per_day,
+        stored_bytes=settings.quota_stored_bytes,
+        active_jobs=settings.quota_active_jobs,
     )
 
 
@@ -234,6 +274,7 @@ def ingestor() -> Ingestor:
         max_receive_count=settings.max_receive_count,
         persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
         idempotency=idempotency_config(),
+        quotas=QuotaGuard(limits=LimitsRepository(settings.limits_table), quotas=Quotas()),
     )
 
 
@@ -451,6 +492,12 @@ def live_updates() -> LiveUpdates:
         connections=ConnectionsRepository(settings.connections_table),
         api=ConnectionsApi(settings.websocket_url),
     )
+
+
+def set_admin(username: str, admin: bool = True, env: Mapping[str, str] | None = None) -> User:
+    """Grant (or revoke) the admin flag: what `photopipe admin grant USERNAME` runs, with the stack's
+    environment (`env`, else this process's)."""
+    return grant_admin(UsersRepository(AdminSettings.from_env(env).users_table), username, admin=admin)
 
 
 def reset() -> None:

@@ -16,9 +16,15 @@ from photopipe.adapters.aws import BOTO_CONFIG, error_code, translate
 from photopipe.errors import BadRequestError
 
 
+def dynamodb_resource() -> Any:
+    """One DynamoDB resource for the repositories of a process to share (creating one costs a cold start
+    a few hundred milliseconds: it loads the service model)."""
+    return boto3.session.Session().resource("dynamodb", config=BOTO_CONFIG)
+
+
 def table(name: str, resource: Any | None = None) -> Any:
     """A `Table` resource (Python types in and out; numbers come back as Decimal)."""
-    dynamodb = resource or boto3.session.Session().resource("dynamodb", config=BOTO_CONFIG)
+    dynamodb = resource or dynamodb_resource()
     return dynamodb.Table(name)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from photopipe.adapters.aws import translate
+from photopipe.adapters.aws import error_code, translate
 from photopipe.adapters.dynamo import (
     conditional_update,
     decode_cursor,
@@ -145,11 +145,36 @@ class ImagesRepository:
             last = {"image_id": tail.image_id, "user_id": tail.user_id, "created_at": tail.created_at}
         return records, encode_cursor(last)
 
-    def delete(self, image_id: str) -> None:
+    def charge(self, image_id: str, *, counted: int | None, size: int) -> bool:
+        """Record that `size` bytes (not `counted`) are charged to the owner's storage quota for this image,
+        only if `counted` is still what the record says: True exactly once per change."""
+        condition = "attribute_exists(image_id) AND " + (
+            "charged_bytes = :counted" if counted is not None else "attribute_not_exists(charged_bytes)"
+        )
+        values: dict[str, Any] = {":size": size} | ({":counted": counted} if counted is not None else {})
         try:
-            self._table.delete_item(Key={"image_id": image_id})
+            self._table.update_item(
+                Key={"image_id": image_id},
+                UpdateExpression="SET charged_bytes = :size",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as e:
+            if error_code(e) == "ConditionalCheckFailedException":
+                return False
+            raise translate(e, "updating the image record") from e
+        except BotoCoreError as e:
+            raise translate(e, "updating the image record") from e
+        return True
+
+    def delete(self, image_id: str) -> ImageRecord | None:
+        """Delete the record; the record as it was, or None when there was none (deleted already)."""
+        try:
+            resp = self._table.delete_item(Key={"image_id": image_id}, ReturnValues="ALL_OLD")
         except (ClientError, BotoCoreError) as e:
             raise translate(e, "deleting the image record") from e
+        item = resp.get("Attributes")
+        return ImageRecord.model_validate(plain(item)) if item else None
 
     def delete_many(self, image_ids: Iterable[str]) -> None:
         """Delete records in BatchWriteItem calls of 25 (boto3's batch writer resends unprocessed items)."""

@@ -61,6 +61,31 @@ class JobsRepository:
             raise translate(e, "deleting the job record") from e
         return True
 
+    def states(self, job_ids: Iterable[str]) -> dict[str, JobState]:
+        """The state of each job that exists (batched reads, strongly consistent)."""
+        wanted = list(dict.fromkeys(job_ids))
+        found: dict[str, JobState] = {}
+        client = self._table.meta.client
+        for start in range(0, len(wanted), 100):
+            keys = [{"job_id": j} for j in wanted[start : start + 100]]
+            request: dict[str, Any] = {
+                self._table.name: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "job_id, #state",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                }
+            }
+            while request:
+                try:
+                    resp = client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as e:
+                    raise translate(e, "reading the jobs") from e
+                for item in resp.get("Responses", {}).get(self._table.name, []):
+                    found[str(item["job_id"])] = JobState(item["state"])
+                request = resp.get("UnprocessedKeys") or {}
+        return found
+
     def list_by_batch(self, batch_id: str) -> list[Job]:
         return self._query(BATCH_INDEX, Key("batch_id").eq(batch_id), "listing the batch's jobs")
 

@@ -64,6 +64,28 @@ class UsersRepository:
         item = self._get(_user_pk(user_id))
         return UserRecord.model_validate(plain(item)) if item else None
 
+    def set_admin(self, username: str, admin: bool) -> UserRecord | None:
+        """Grant or revoke the admin flag of the user with this username; None if there is none."""
+        guard = self._get(_username_pk(username))
+        if guard is None:
+            return None
+        try:
+            resp = self._table.update_item(
+                Key={"pk": _user_pk(guard["user_id"])},
+                UpdateExpression="SET #admin = :admin",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#admin": "admin"},
+                ExpressionAttributeValues={":admin": admin},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as e:
+            if error_code(e) == "ConditionalCheckFailedException":
+                return None
+            raise translate(e, "updating the user") from e
+        except BotoCoreError as e:
+            raise translate(e, "updating the user") from e
+        return UserRecord.model_validate(plain(resp["Attributes"]))
+
     def find_by_login(self, login: str) -> UserRecord | None:
         """`login` is a username or an email (both case-insensitive)."""
         guard = self._get(_email_pk(login) if "@" in login else _username_pk(login))

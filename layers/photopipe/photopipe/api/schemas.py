@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from photopipe.models import (
     CURRENCY,
@@ -35,11 +36,30 @@ Email = Annotated[
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
 PhashHex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
+# Ids the API issues (image, job, batch ids are uuid4 hex); anything else is refused (422) before any
+# table is read, so an empty or odd string never reaches DynamoDB.
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ImageId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+# What /auth/login and /auth/register return: 32 random bytes, base64url.
+RefreshToken = Annotated[str, StringConstraints(min_length=20, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _unique(ids: list[str]) -> list[str]:
+    if len(set(ids)) != len(ids):
+        raise ValueError("the list names an id more than once")
+    return ids
+
+
+# A batch names each image once: the schema says so (`uniqueItems`) and validation refuses duplicates (422).
+UniqueIds = Annotated[list[ImageId], AfterValidator(_unique), Field(json_schema_extra={"uniqueItems": True})]
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
+    code: str = Field(description="snake_case, stable: what a client branches on")
+    message: str = Field(description="What happened and what to do, for a person")
+    limit: str | None = Field(None, description="429: the limit that was reached")
+    retry_after: int | None = Field(None, description="429: seconds until it resets (also `Retry-After`)")
+    resets_at: str | None = Field(None, description="429: when it resets (ISO-8601 UTC)")
 
 
 class ErrorBody(BaseModel):
@@ -51,6 +71,7 @@ class UserOut(BaseModel):
     username: str
     email: str
     created_at: str
+    admin: bool = Field(False, description="May read the global statistics")
 
     @classmethod
     def of(cls, user: User) -> UserOut:
@@ -64,11 +85,31 @@ class RegisterRequest(BaseModel):
     password: Password
 
 
+def _one_of(*names: str) -> dict[str, Any]:
+    """JSON Schema for "at least one of these string fields is present" (what a model validator checks)."""
+    return {"anyOf": [{"required": [n], "properties": {n: {"type": "string"}}} for n in names]}
+
+
+def _refuse_nulls(data: Any) -> Any:
+    """`null` is not a value of an optional string here (the schema says string): 422, not "absent"."""
+    if isinstance(data, dict):
+        nulls = sorted(str(k) for k, v in data.items() if v is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: send a string or leave the field out, not null")
+    return data
+
+
+LoginName = Annotated[str, StringConstraints(min_length=1, max_length=254)]
+
+
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    username: str | None = Field(None, max_length=254, description="Username or email")
-    email: str | None = Field(None, max_length=254)
+    # One of username and email is required: said in the schema too (anyOf), so a client knows.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of("username", "email"))
+    username: LoginName | SkipJsonSchema[None] = Field(None, description="Username or email")
+    email: LoginName | SkipJsonSchema[None] = None
     password: str = Field(max_length=256)
+
+    _no_nulls = model_validator(mode="before")(_refuse_nulls)
 
     @model_validator(mode="after")
     def one_login(self) -> LoginRequest:
@@ -82,20 +123,47 @@ class LoginRequest(BaseModel):
 
 
 class SessionOut(BaseModel):
-    token: str
+    token: str = Field(description="Access token (JWT) for `Authorization: Bearer`; short-lived")
     token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
-    expires_in: int
+    expires_in: int = Field(description="Seconds the access token is valid")
+    refresh_token: str = Field(description="Spend it once at /auth/refresh for the next pair; keep it secret")
+    refresh_expires_in: int = Field(description="Seconds the refresh token is valid if unused")
     user: UserOut
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: RefreshToken
+
+
+class QuotasOut(BaseModel):
+    uploads_per_day: int
+    stored_bytes: int
+    active_jobs: int
+
+
+class UsageOut(BaseModel):
+    uploads_today: int
+    stored_bytes: int
+    active_jobs: int
+    limits: QuotasOut
+    uploads_reset_at: str = Field(description="When the daily upload count starts again (midnight UTC)")
 
 
 class ProfileOut(BaseModel):
     user: UserOut
+    usage: UsageOut | None = None
 
 
 class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filename: str = Field(min_length=1, max_length=1024)
-    content_type: str = Field(min_length=3, max_length=100)
+    content_type: str = Field(
+        min_length=3,
+        max_length=100,
+        description="An image type (GET /info lists them); anything else is 400 unsupported_media_type",
+        examples=["image/jpeg", "image/png", "image/heic"],
+    )
     size: int = Field(gt=0, description="Size of the file in bytes")
     sha256: Sha256Hex | None = Field(None, description="Optional; lets a client check the cache first")
 
@@ -148,7 +216,8 @@ class ImageList(BaseModel):
 
 class BatchDeleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image_ids: list[str] = Field(min_length=1, max_length=100)
+    # Duplicates are accepted (each image is deleted once); ids are checked before any table is read.
+    image_ids: list[ImageId] = Field(min_length=1, max_length=100)
 
 
 class BatchDeleteFailureOut(BaseModel):
@@ -262,9 +331,6 @@ class CategoryStatsOut(BaseModel):
 
 
 # ------------------------------------------------------------------ enhancement
-ImageId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
 class EnhanceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image_id: ImageId
@@ -273,7 +339,7 @@ class EnhanceRequest(BaseModel):
 
 class EnhanceBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image_ids: list[ImageId] = Field(min_length=1, max_length=MAX_BATCH_IMAGES)
+    image_ids: UniqueIds = Field(min_length=1, max_length=MAX_BATCH_IMAGES)
     params: EnhanceParams = Field(default_factory=EnhanceParams)
 
 
@@ -328,10 +394,10 @@ class ExportPendingOut(BaseModel):
 class RegisterWorkerRequest(BaseModel):
     """A worker's registration. The old gateway's `{ip, port, secret}` body is still accepted."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_one_of("worker_id", "ip"))
     worker_id: str | None = Field(None, min_length=1, max_length=128)
     url: str | None = Field(None, max_length=512)
-    ip: str | None = Field(None, max_length=64)
+    ip: str | None = Field(None, min_length=1, max_length=64)
     port: int | None = Field(None, ge=1, le=65535)
     provider: str | None = Field(None, max_length=64)
     max_batch: int | None = Field(None, ge=1, le=4096)
@@ -340,9 +406,9 @@ class RegisterWorkerRequest(BaseModel):
 
 
 class UnregisterWorkerRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_one_of("worker_id", "ip"))
     worker_id: str | None = Field(None, min_length=1, max_length=128)
-    ip: str | None = Field(None, max_length=64)
+    ip: str | None = Field(None, min_length=1, max_length=64)
     port: int | None = Field(None, ge=1, le=65535)
     secret: str | None = Field(None, max_length=512)
 

@@ -21,6 +21,7 @@ class Claims:
     user_id: str
     username: str
     expires_at: int
+    session_id: str | None = None  # the sign-in session (refresh-token family) the token was issued for
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class TokenService:
     ttl_seconds: int
     leeway_seconds: int = 30
 
-    def issue(self, user: User, *, now: float | None = None) -> str:
+    def issue(self, user: User, *, now: float | None = None, session_id: str | None = None) -> str:
         iat = int(now if now is not None else time.time())
         payload: dict[str, Any] = {
             "sub": user.user_id,
@@ -43,6 +44,8 @@ class TokenService:
             "exp": iat + self.ttl_seconds,
             "jti": secrets.token_hex(8),
         }
+        if session_id is not None:
+            payload["sid"] = session_id
         return jwt.encode(payload, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Claims:
@@ -63,5 +66,8 @@ class TokenService:
                 "the token is not valid; log in to get a new one", code="invalid_token"
             ) from e
         return Claims(
-            user_id=str(claims["sub"]), username=str(claims.get("username", "")), expires_at=claims["exp"]
+            user_id=str(claims["sub"]),
+            username=str(claims.get("username", "")),
+            expires_at=claims["exp"],
+            session_id=str(claims["sid"]) if claims.get("sid") else None,
         )

@@ -1,5 +1,7 @@
-"""The model's answer: a strict schema, and a parser that finds the JSON object in the reply and never
-guesses a category from anything else."""
+"""The model's answer: a schema strict about what matters (the category is one of the eight, the confidence
+a number in 0-1, the reason a string) and tolerant of what does not (keys the model adds, e.g. a `label`,
+are ignored), and a parser that finds the JSON object in the reply and never guesses a category from
+anything else."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ class InvalidAnswer(PhotopipeError):
 
 
 class Answer(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     category: Category
     # strict: a number, never a string or a boolean the model happened to write.
@@ -75,8 +77,6 @@ def _describe(err: Any) -> str:
     if err["type"] == "enum":
         allowed = ", ".join(c.value for c in Category)
         return f"{where}: {err['input']!r} is not one of {allowed}"
-    if err["type"] == "extra_forbidden":
-        return f"{where}: unexpected key"
     return f"{where}: {err['msg']}"
 
 

@@ -2,7 +2,8 @@
 
 Retryable provider errors (throttling, 5xx, timeouts, connection errors) are retried with full-jitter
 exponential backoff, never sleeping past the budget. An answer outside the schema gets one retry with the
-strict prompt; a second one fails the classification: a category is never guessed."""
+strict prompt; a second one fails the classification for good (`ClassificationFailed`): at most 2 model
+calls for a photo whose answers stay invalid, and a category is never guessed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from photopipe.observability import logger
 
 
 class ClassificationFailed(PhotopipeError):
-    """The model answered, but not with a valid classification (twice). Carries what was spent."""
+    """The model answered, but not with a valid classification (twice): final, retrying would only burn
+    more calls on the same answers. Carries what was spent."""
 
     status = 502
     default_code = "classification_failed"

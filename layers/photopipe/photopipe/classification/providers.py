@@ -79,6 +79,11 @@ class ProviderError(PhotopipeError):
         self.usage = Usage()
         self.llm_calls = 0
 
+    @property
+    def is_expected(self) -> bool:
+        """A retryable failure (throttled, 5xx, timeout) is the provider's weather, not a fault here."""
+        return self.retryable
+
 
 class ProviderAuthError(ProviderError):
     """The provider rejected the API key (or the key may not use the model): a configuration problem,

@@ -84,6 +84,8 @@ from photopipe.models.payments import (
     WechatTransaction,
     parse_packages,
 )
+from photopipe.models.quotas import GIB, JobSlots, Limit, LoginLimits, Quotas
+from photopipe.models.sessions import REFRESH_TTL_SECONDS, IssuedToken, SessionEnd, SessionRecord
 from photopipe.models.users import User, UserRecord
 
 __all__ = [
@@ -93,11 +95,13 @@ __all__ = [
     "CREDITS_PER_PHOTO",
     "CURRENCY",
     "ENHANCEABLE_STATES",
+    "GIB",
     "HEALTHY_WITHIN_S",
     "HEARTBEAT_INTERVAL_S",
     "LEVELS",
     "MAX_BATCH_IMAGES",
     "PAYABLE_ORDER_STATES",
+    "REFRESH_TTL_SECONDS",
     "RETRY_NOTE",
     "RETRY_PREFIX",
     "TERMINAL_INGEST_STATES",
@@ -126,12 +130,16 @@ __all__ = [
     "ImageRecord",
     "ImageState",
     "IngestRecord",
+    "IssuedToken",
     "Job",
     "JobError",
     "JobMessage",
+    "JobSlots",
     "JobState",
     "LevelSettings",
+    "Limit",
     "LiveMessage",
+    "LoginLimits",
     "MessageType",
     "ObjectRef",
     "Order",
@@ -140,7 +148,10 @@ __all__ = [
     "OrderState",
     "PayMethod",
     "QualityLevel",
+    "Quotas",
     "S3Notification",
+    "SessionEnd",
+    "SessionRecord",
     "TableChangeRecord",
     "User",
     "UserRecord",

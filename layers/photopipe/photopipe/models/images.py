@@ -76,6 +76,9 @@ class ImageRecord(BaseModel):
     original_key: str
     content_type: str = Field(description="Content-Type the client declared at upload time")
     declared_size: int | None = None
+    charged_bytes: int | None = Field(
+        None, description="Bytes counted against the owner's storage quota (declared, then the real size)"
+    )
     reason: str | None = Field(None, description="Machine-readable reason when rejected or failed")
     reason_message: str | None = Field(None, description="The same reason, for a person")
     format: str | None = Field(None, description="Format identified from the content")

@@ -1,4 +1,5 @@
-"""A user account."""
+"""A user account. `admin` (granted with `photopipe admin grant USERNAME`, never through the API) opens
+the global statistics; accounts created before the flag existed read as plain users."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class User(BaseModel):
     username: str
     email: str
     created_at: str
+    admin: bool = False
 
 
 class UserRecord(User):

@@ -3,7 +3,13 @@
 
 At-least-once delivery is expected: a classified image is never classified again, two concurrent misses
 on one photo make one LLM call (a lock item in the cache table), and a failure is never cached. The SQS
-edge is the handler's: this receives an image id, the time left and how often it was delivered."""
+edge is the handler's: this receives an image id, the time left and how often it was delivered.
+
+Failures: a provider that is down, throttling or slow is retried (backoff in the call, then the queue
+redelivers; on the last receive the image says why and the message goes to the DLQ). A model whose answers
+stay invalid after the stricter retry is final: `classification_failed` with reason `invalid_answer`, the
+message consumed, and a duplicate delivery does not call the model again. Any other failure on the last
+receive (the preview gone, ...) is recorded on the image too (`classification_gave_up`) before the DLQ."""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.stats import StatsRepository
 from photopipe.classification import ClassificationFailed, ProviderError, Usage, VisionClassifier
 from photopipe.classification.neardup import bands, best_match
-from photopipe.errors import BadRequestError, TransientError
+from photopipe.errors import BadRequestError, PhotopipeError, TransientError
 from photopipe.models import (
     CATEGORY_LABELS,
     CLASSIFIABLE_STATES,
@@ -45,6 +51,9 @@ _SAFETY_MARGIN_S = 10.0
 RECORD_BUDGET_S = 75.0
 # How long a duplicate delivery waits for the delivery that holds the lock before retrying later.
 _MAX_WAIT_FOR_OTHER_S = 20.0
+# Recorded on an image whose model answers stayed invalid: final, never retried by a redelivery.
+INVALID_ANSWER = "invalid_answer"
+GAVE_UP = "classification_gave_up"
 
 
 @dataclass(frozen=True)
@@ -107,18 +116,36 @@ class ImageClassifier:
         def budget_left() -> float:
             return min(time_left(), deadline - self.clock())
 
-        return self._classify(image_id, time_left=budget_left, receive_count=receive_count)
+        return self._attempt(image_id, time_left=budget_left, receive_count=receive_count)
 
-    def _classify(
+    def _attempt(
         self, image_id: str, *, time_left: Callable[[], float], receive_count: int
     ) -> dict[str, Any]:
+        """One delivery: any failure on the queue's last receive is recorded on the image before the DLQ."""
         last_attempt = receive_count >= self.max_receive_count
+        try:
+            return self._classify(image_id, time_left=time_left, last_attempt=last_attempt)
+        except (ProviderError, ClassificationFailed):
+            raise  # recorded on the image already
+        except Exception as e:
+            if last_attempt:
+                self._gave_up(image_id, e, receive_count)
+            raise
+
+    def _classify(
+        self, image_id: str, *, time_left: Callable[[], float], last_attempt: bool
+    ) -> dict[str, Any]:
         image = self.images.get(image_id)
         if image is None:
             logger.info("image deleted before classification", extra={"image_id": image_id})
             return {"outcome": "deleted"}
         if image.state == ImageState.CLASSIFIED:
             return {"outcome": "duplicate"}
+        if image.state == ImageState.CLASSIFICATION_FAILED and image.reason == INVALID_ANSWER:
+            logger.info(
+                "the model's answers were invalid already; not asked again", extra={"image_id": image_id}
+            )
+            return {"outcome": "duplicate", "state": image.state.value}
         if image.state not in CLASSIFIABLE_STATES or not image.sha256:
             logger.warning(
                 "image not ready for classification", extra={"image_id": image_id, "state": image.state}
@@ -197,7 +224,12 @@ class ImageClassifier:
             with self.media.open(image.preview_key).body as body:
                 preview = body.read()
             outcome = self.vision.classify(preview, time_left=lambda: time_left() - _SAFETY_MARGIN_S)
-        except (ProviderError, ClassificationFailed) as e:
+        except ClassificationFailed as e:
+            # Final: the stricter retry did not help either, so neither would a redelivery.
+            self.cache.release(image.sha256, owner=owner)
+            self._failed(image, e, last_attempt=True, reason=INVALID_ANSWER)
+            return {"outcome": "classification_failed", "reason": INVALID_ANSWER, "llm_calls": e.llm_calls}
+        except ProviderError as e:
             self.cache.release(image.sha256, owner=owner)
             self._failed(image, e, last_attempt=last_attempt)
             raise
@@ -248,7 +280,12 @@ class ImageClassifier:
         return {"outcome": "llm", "category": answer.category.value}
 
     def _failed(
-        self, image: ImageRecord, error: ProviderError | ClassificationFailed, *, last_attempt: bool
+        self,
+        image: ImageRecord,
+        error: ProviderError | ClassificationFailed,
+        *,
+        last_attempt: bool,
+        reason: str | None = None,
     ) -> None:
         usage: Usage = getattr(error, "usage", None) or Usage()
         calls = int(getattr(error, "llm_calls", 0) or 0)
@@ -269,16 +306,36 @@ class ImageClassifier:
             image.image_id,
             from_states=CLASSIFIABLE_STATES,
             to_state=ImageState.CLASSIFICATION_FAILED,
-            set_fields={"reason": error.code, "reason_message": f"{error.message}{retry}"},
+            set_fields={"reason": reason or error.code, "reason_message": f"{error.message}{retry}"},
         )
         logger.warning(
             "classification failed",
             extra={
                 "image_id": image.image_id,
-                "code": error.code,
+                "code": reason or error.code,
                 "detail": error.message,
                 "last_attempt": last_attempt,
             },
+        )
+
+    def _gave_up(self, image_id: str, error: Exception, attempts: int) -> None:
+        """The queue's last receive failed for a reason other than the model: say so on the image (the
+        message goes to the DLQ; a redrive retries it)."""
+        detail = error.message if isinstance(error, PhotopipeError) else f"{type(error).__name__}: {error}"
+        self.images.transition(
+            image_id,
+            from_states=CLASSIFIABLE_STATES,
+            to_state=ImageState.CLASSIFICATION_FAILED,
+            set_fields={
+                "reason": GAVE_UP,
+                "reason_message": f"classification failed after {attempts} attempts: {detail}. The message "
+                "is in the classify dead-letter queue; redrive it once the cause is fixed.",
+            },
+        )
+        logger.error(
+            "giving up on classifying this photo; message goes to the DLQ",
+            extra={"image_id": image_id, "error": detail},
+            exc_info=error,
         )
 
     # ------------------------------------------------------------------ helpers

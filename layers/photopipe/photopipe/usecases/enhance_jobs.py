@@ -32,6 +32,7 @@ from photopipe.models import (
 from photopipe.observability import logger
 from photopipe.usecases.credits import Credits
 from photopipe.usecases.fleet import Fleet
+from photopipe.usecases.quotas import QuotaGuard
 
 EXPORT_RETRY_AFTER_S = 5
 
@@ -75,12 +76,15 @@ class EnhanceJobs:
     queue_when_no_workers: bool
     url_ttl_seconds: int
     credits: Credits
+    quotas: QuotaGuard
 
     # ------------------------------------------------------------------ submit
     def submit(self, user_id: str, image_id: str, params: EnhanceParams) -> Job:
         image = self._enhanceable(user_id, image_id)
         self._check_capacity()
         job_id = uuid.uuid4().hex
+        # a slot first (a job id that never becomes a job frees its slot by itself), then the money
+        self.quotas.claim_job_slots(user_id, [job_id], self.jobs)
         self.credits.reserve(user_id, [job_id])  # one credit per photo, refunded if the job fails
         return self._enqueue(image, params, batch_id=None, job_id=job_id)
 
@@ -97,6 +101,7 @@ class EnhanceJobs:
         self._check_capacity()
         batch_id = uuid.uuid4().hex
         job_ids = [uuid.uuid4().hex for _ in images]
+        self.quotas.claim_job_slots(user_id, job_ids, self.jobs)
         self.credits.reserve(user_id, job_ids, batch_id=batch_id)  # all of them, or 402 and none
         jobs: list[Job] = []
         try:
@@ -130,6 +135,8 @@ class EnhanceJobs:
     def _enqueue(
         self, image: ImageRecord, params: EnhanceParams, *, batch_id: str | None, job_id: str
     ) -> Job:
+        """A slot was claimed for `job_id`; should this fail, the slot frees itself (no such job, or a
+        failed one, holds none)."""
         now = utcnow_iso()
         job = Job(
             job_id=job_id,

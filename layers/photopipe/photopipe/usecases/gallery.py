@@ -9,6 +9,7 @@ from photopipe.adapters.s3 import MediaStore
 from photopipe.errors import NotFoundError, PhotopipeError
 from photopipe.models import ImageRecord, ImageState
 from photopipe.observability import logger
+from photopipe.usecases.quotas import QuotaGuard
 
 
 def rendition_keys(user_id: str, image_id: str) -> list[str]:
@@ -42,6 +43,7 @@ class Gallery:
     images: ImagesRepository
     media: MediaStore
     url_ttl_seconds: int
+    quotas: QuotaGuard
 
     def list_images(
         self, user_id: str, *, limit: int, cursor: str | None, state: ImageState | None
@@ -74,7 +76,9 @@ class Gallery:
         # Objects first: a record without objects is visible and can be deleted again; the reverse leaks.
         removed = self.media.delete_prefix(f"originals/{user_id}/{image_id}/")
         removed += self.media.delete_prefix(f"derived/{user_id}/{image_id}/")
-        self.images.delete(record.image_id)
+        deleted = self.images.delete(record.image_id)
+        if deleted is not None and deleted.charged_bytes:
+            self.quotas.charge(user_id, -deleted.charged_bytes)  # once: only one delete gets the old record
         logger.info("image deleted", extra={"image_id": image_id, "objects": removed})
 
     def delete_many(self, user_id: str, image_ids: list[str]) -> BatchDeletion:
@@ -105,6 +109,10 @@ class Gallery:
             # The objects are gone but the records stay: each photo can be deleted again.
             failed += [DeleteFailure(image_id=i, code=e.code, message=e.message) for i in gone]
             gone = []
+        # the bytes these photos held come off the owner's storage quota (BatchWriteItem returns no old
+        # records, so the charges are the ones read just before)
+        if freed := sum(records[i].charged_bytes or 0 for i in gone):
+            self.quotas.charge(user_id, -freed)
         logger.info(
             "images deleted",
             extra={

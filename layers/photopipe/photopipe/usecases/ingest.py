@@ -26,6 +26,7 @@ from photopipe.errors import ImageRejected, NotFoundError
 from photopipe.imaging import Limits, read_original, transform
 from photopipe.models import TERMINAL_INGEST_STATES, ImageRecord, ImageState, ObjectRef
 from photopipe.observability import logger, metrics, tracer
+from photopipe.usecases.quotas import QuotaGuard
 
 _ORIGINAL_KEY = re.compile(r"^originals/(?P<user_id>[^/]+)/(?P<image_id>[^/]+)/(?P<name>[^/]+)$")
 _CLAIMABLE = tuple(ImageState)  # any state; terminal ones only for a new version of the object (etag)
@@ -47,6 +48,8 @@ class Ingestor:
     max_receive_count: int
     persistence: BasePersistenceLayer
     idempotency: IdempotencyConfig
+    # Charges the real size of an upload to its owner's storage quota (the upload reserved the declared one).
+    quotas: QuotaGuard | None = None
 
     def __post_init__(self) -> None:
         self._ingest_once = idempotent_function(
@@ -106,6 +109,7 @@ class Ingestor:
             raise ImageRejected(
                 "the uploaded file was removed before it could be processed", code="missing_object"
             ) from e
+        self._charge(record, stored.size)
         with stored.body:
             if stored.size > self.limits.max_bytes:
                 raise ImageRejected(
@@ -157,6 +161,14 @@ class Ingestor:
         metrics.add_metric(name="IngestedBytes", unit=MetricUnit.Bytes, value=result.bytes)
         self._request_classification(updated)
         return {"outcome": "processed", "image_id": record.image_id}
+
+    def _charge(self, record: ImageRecord, size: int) -> None:
+        """Count the object's real size instead of the declared one, once per change (a conditional write
+        on the record first, so a redelivery charges nothing more)."""
+        if self.quotas is None or record.charged_bytes == size:
+            return
+        if self.images.charge(record.image_id, counted=record.charged_bytes, size=size):
+            self.quotas.charge(record.user_id, size - (record.charged_bytes or 0))
 
     def _request_classification(self, record: ImageRecord) -> None:
         """Hand the photo to the classify queue (its consumer is idempotent, so a repeat is harmless)."""

@@ -14,6 +14,7 @@ from photopipe.adapters.s3 import MediaStore, PresignedPost
 from photopipe.errors import BadRequestError, PayloadTooLargeError
 from photopipe.models import ImageRecord, ImageState, utcnow_iso
 from photopipe.observability import logger, metrics
+from photopipe.usecases.quotas import QuotaGuard
 
 ACCEPTED_CONTENT_TYPES = frozenset(
     {
@@ -69,6 +70,7 @@ class Uploads:
     media: MediaStore
     max_upload_bytes: int
     url_ttl_seconds: int
+    quotas: QuotaGuard
 
     def create(self, *, user_id: str, filename: str, content_type: str, size: int) -> Upload:
         content_type = content_type.strip().lower()
@@ -94,6 +96,7 @@ class Uploads:
             original_key=original_key(user_id, image_id, key_name(filename)),
             content_type=content_type,
             declared_size=size,
+            charged_bytes=size,
             created_at=now,
             updated_at=now,
         )
@@ -103,7 +106,12 @@ class Uploads:
             max_bytes=self.max_upload_bytes,
             expires_in=self.url_ttl_seconds,
         )
-        self.images.create(record)
+        day = self.quotas.admit_upload(user_id, size)
+        try:
+            self.images.create(record)
+        except Exception:
+            self.quotas.release_upload(user_id, day=day, size=size)
+            raise
         logger.info("upload created", extra={"image_id": image_id, "user_id": user_id, "bytes": size})
         metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=1)
         return Upload(image=record, post=post, expires_in=self.url_ttl_seconds)
