@@ -23,7 +23,15 @@ from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn,
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from photopipe import __version__
-from photopipe.api.contract import LOCATION, MethodIndex, answers, json_of, no_content, strict_json
+from photopipe.api.contract import (
+    LOCATION,
+    MethodIndex,
+    answers,
+    error_response,
+    json_of,
+    no_content,
+    strict_json,
+)
 from photopipe.api.schemas import (
     ID_PATTERN,
     BatchAcceptedOut,
@@ -735,6 +743,7 @@ def get_order(order_id: PathId) -> OrderOut:
         401: json_of(WechatNotifyAnswerOut, "FAIL: the signature does not verify, or the timestamp is off"),
         404: json_of(WechatNotifyAnswerOut, "FAIL: no such order"),
         503: json_of(WechatNotifyAnswerOut, "FAIL: payments are not configured, or a dependency is down"),
+        422: error_response(422),
     },
 )
 def wechat_notify():  # the raw body is verified as received (no body model; no annotation: see openapi)
