@@ -69,7 +69,9 @@ def reachable(endpoint: str) -> bool:
 
 class MotoServer:
     """moto in server mode on loopback: a thread of this process (`ThreadedMotoServer`), or with
-    `process=True` a `moto_server` child process, out of the handlers' GIL. Clients reach it over HTTP."""
+    `process=True` a `moto_server` child process, out of the handlers' GIL. Clients reach it over HTTP.
+    Either way with `photopipe_local.moto_server`'s fixes to its SQS (same answers, in time linear in the
+    backlog)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, process: bool = False) -> None:
         self.host, self.requested_port, self.process, self.port = host, port, process, 0
@@ -79,6 +81,11 @@ class MotoServer:
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's id (None when moto runs in this process or is stopped)."""
+        return self._child.pid if self._child is not None else None
 
     def start(self, timeout: float = 30.0) -> None:
         with socket.socket() as probe:  # a free port (ThreadedMotoServer would wait forever on a busy one)
@@ -91,10 +98,21 @@ class MotoServer:
         if not self.process:
             from moto.server import ThreadedMotoServer
 
+            from photopipe_local.moto_server import apply_fixes
+
+            apply_fixes()
             self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
             self._server.start()
         else:  # its output (werkzeug logs each request) is dropped; `moto_server -p PORT` shows a failure
-            command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+            command = [
+                sys.executable,
+                "-m",
+                "photopipe_local.moto_server",
+                "-H",
+                self.host,
+                "-p",
+                str(self.port),
+            ]
             quiet = subprocess.DEVNULL
             self._child = subprocess.Popen(command, stdout=quiet, stderr=quiet)  # noqa: S603 - our own argv
             deadline = time.monotonic() + timeout
