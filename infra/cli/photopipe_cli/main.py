@@ -99,8 +99,16 @@ def register_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     run.add_argument(
         "--moto-process",
-        action="store_true",
-        help="run moto as a moto_server child process (out of the handlers' GIL) instead of a thread",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run moto as a child process, out of the handlers' GIL (default), or in a thread of this one",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="execution environments per function, at most (default: $PHOTOPIPE_LOCAL_CONCURRENCY, or one "
+        "per CPU core up to 4); the template's MaximumConcurrency lowers it per event source",
     )
     run.add_argument(
         "--parameter",
@@ -143,7 +151,12 @@ def _local_run(args: argparse.Namespace) -> int:
         stop.set()
 
     from photopipe_local.resources import ResourceCreationError
-    from photopipe_local.runtime import EnvironmentConflictError, FunctionLoadError
+    from photopipe_local.runtime import (
+        EnvironmentConflictError,
+        FunctionLoadError,
+        concurrency_from_environment,
+        machine_concurrency,
+    )
     from photopipe_local.template import TemplateError
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -153,6 +166,7 @@ def _local_run(args: argparse.Namespace) -> int:
             port=args.port,
             moto_port=args.moto_port,
             moto_process=args.moto_process,
+            concurrency=args.concurrency or concurrency_from_environment(default=machine_concurrency()),
             parameters=dict(args.parameter),
         )
         with stack:
