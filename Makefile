@@ -54,6 +54,7 @@ typecheck: $(VENV)/.installed
 
 template-lint: $(VENV)/.installed $(SAMENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint infra/gpu-worker/stack.yaml
 	$(SAMENV)/bin/sam validate --lint --template template.yaml
 
 unit: $(VENV)/.installed-export
@@ -71,6 +72,7 @@ bench: $(VENV)/.installed-export
 	$(PY) benchmarks/near_duplicates.py
 	$(PY) benchmarks/classify_cache.py
 	$(PY) benchmarks/enhance.py
+	$(PY) benchmarks/cli_upload.py
 
 # Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it), then the check that the
 # layer carries the runtime package only (no local stack, CLI or exporter) and fits Lambda's 250 MB.

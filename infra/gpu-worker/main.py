@@ -47,11 +47,24 @@ def fetch_model(uri: str, model_dir: Path) -> None:
 
 def main() -> int:
     logging.basicConfig(level=os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
-    settings = WorkerSettings.from_env()
-    model_uri = os.environ.get("PHOTOPIPE_MODEL_S3_URI")
-    if model_uri:
-        fetch_model(model_uri, Path(settings.model_dir))
-    worker = gpu_worker(settings)  # creates and warms up the ONNX session: fail fast, before polling
+    try:
+        settings = WorkerSettings.from_env()
+        model_uri = os.environ.get("PHOTOPIPE_MODEL_S3_URI")
+        if model_uri:
+            fetch_model(model_uri, Path(settings.model_dir))
+        upscaler_uri = os.environ.get("PHOTOPIPE_UPSCALER_MODEL_S3_URI")  # Real-ESRGAN, optional
+        if upscaler_uri:
+            if not settings.upscaler_model_dir:
+                raise ConfigurationError(
+                    "PHOTOPIPE_UPSCALER_MODEL_S3_URI is set but PHOTOPIPE_UPSCALER_MODEL_DIR (where to put it) is not"
+                )
+            fetch_model(upscaler_uri, Path(settings.upscaler_model_dir))
+        # creates and warms up the ONNX session (engines built, CUDA graphs captured): fail fast, before polling;
+        # in the GPU image it refuses to run on the CPU provider unless PHOTOPIPE_ALLOW_CPU=1
+        worker = gpu_worker(settings)
+    except ConfigurationError as e:
+        logger.error("the GPU worker cannot start", extra={"error": e.message, "code": e.code})
+        return 2
     install_signal_handlers(worker)
     worker.run()
     return 0

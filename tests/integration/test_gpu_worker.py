@@ -347,3 +347,36 @@ def test_worker_built_from_settings_registers_and_runs_a_job(stack: Stack, user:
 
     assert job_item(stack, job_id)["state"] == "completed"
     assert stack.dynamodb.Table(stack.env["WORKERS_TABLE"]).scan()["Items"] == []
+
+
+class SessionLikeRestorer(InvertingRestorer):
+    """A restorer that says which ONNX Runtime provider it runs on, as `GfpganSession` does."""
+
+    provider = "TensorrtExecutionProvider"
+
+
+def test_the_fleet_registration_reports_the_provider_the_session_uses(stack: Stack) -> None:
+    # GIVEN a worker built from its settings around a restorer running on TensorRT
+    from photopipe.settings import WorkerSettings
+    from photopipe.wiring import gpu_worker
+
+    settings = WorkerSettings.from_env(
+        {
+            **stack.env,
+            "PHOTOPIPE_MODEL_DIR": "/unused",
+            "PHOTOPIPE_WORKER_ID": "with-provider",
+            "PHOTOPIPE_POLL_WAIT_S": "0",
+        }
+    )
+    worker = gpu_worker(settings, restorer=SessionLikeRestorer(max_batch=16), enhancer=FakeEnhancer())
+
+    # WHEN it starts, THEN its fleet entry names that provider and its batch size
+    worker.start()
+    try:
+        item = stack.dynamodb.Table(stack.env["WORKERS_TABLE"]).get_item(Key={"worker_id": "with-provider"})[
+            "Item"
+        ]
+    finally:
+        worker.shutdown()
+    assert item["provider"] == "TensorrtExecutionProvider"
+    assert int(item["max_batch"]) == 16

@@ -484,15 +484,17 @@ def test_idempotency_table_expires_records(resources: dict[str, Any]) -> None:
     assert ttl == {"AttributeName": "expiration", "Enabled": True}
 
 
+# Retained on delete and on replacement, except when the stack's first create fails (RetainExceptOnCreate):
+# then nothing holds data yet, and a retained leftover would only block the next deploy.
 @pytest.mark.parametrize("table_id", ["UsersTable", "ImagesTable"])
 def test_tables_with_user_data_survive_stack_deletion(resources: dict[str, Any], table_id: str) -> None:
-    assert resources[table_id]["DeletionPolicy"] == "Retain"
+    assert resources[table_id]["DeletionPolicy"] == "RetainExceptOnCreate"
     assert resources[table_id]["UpdateReplacePolicy"] == "Retain"
     assert _props(resources, table_id)["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
 
 
 def test_media_bucket_survives_stack_deletion(resources: dict[str, Any]) -> None:
-    assert resources["MediaBucket"]["DeletionPolicy"] == "Retain"
+    assert resources["MediaBucket"]["DeletionPolicy"] == "RetainExceptOnCreate"
     assert resources["MediaBucket"]["UpdateReplacePolicy"] == "Retain"
 
 
@@ -645,19 +647,26 @@ def test_ingest_function_reads_originals_writes_derived_and_its_tables(resources
     assert referenced == {"MediaBucket", "ImagesTable", "IdempotencyTable", "ClassifyQueue"}
     # ingest only sends to the classify queue (SQSSendMessagePolicy: SendMessage and SendMessageBatch)
     assert {a for a, r in allowed if "ClassifyQueue" in r} == {"sqs:SendMessage*"}
-    assert ("s3:GetObject", f"{bucket}/*") in allowed
+    # originals only (narrowed from the whole bucket: ingest reads nothing else)
+    assert ("s3:GetObject", f"{bucket}/originals/*") in allowed
+    assert ("s3:GetObject", f"{bucket}/*") not in allowed
     s3_writes = {(a, r) for a, r in allowed if a.startswith("s3:") and _is_write(a)}
     assert s3_writes == {("s3:PutObject", f"{bucket}/derived/*")}
     dynamodb_tables = {lid for a, r in allowed if a.startswith("dynamodb:") for lid in _logical_ids(r)}
     assert dynamodb_tables == {"ImagesTable", "IdempotencyTable"}
-    for table in ("ImagesTable", "IdempotencyTable"):
-        actions = {a for a, r in allowed if f"table/${{{table}}}" in r}
-        assert {
+    # the image is read and moved through its states; Powertools puts, reads, completes and deletes its record
+    expected = {
+        "ImagesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "IdempotencyTable": {
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:DeleteItem",
-        } <= actions
+        },
+    }
+    for table, needed in expected.items():
+        actions = {a for a, r in allowed if f"table/${{{table}}}" in r}
+        assert needed <= actions
 
 
 def test_no_policy_allows_wildcard_actions_or_writes_to_every_resource(resources: dict[str, Any]) -> None:
@@ -841,7 +850,7 @@ def test_classify_queue_feeds_the_classify_function_with_partial_failures_and_a_
     alarms = [
         a["Properties"]
         for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"]["Dimensions"][0]["Value"]
+        if a["Properties"].get("Dimensions", [{}])[0].get("Value")  # metric-math alarms have none
         == {"Fn::GetAtt": ["ClassifyDeadLetterQueue", "QueueName"]}
     ]
     assert len(alarms) == 1

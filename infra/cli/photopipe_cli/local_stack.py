@@ -37,7 +37,7 @@ class StackState:
     environment: dict[str, str]
     resources: dict[str, Any]
     functions: dict[str, dict[str, Any]]
-    wechat_sandbox: str | None = None  # the WeChat Pay sandbox's URL, when it runs
+    wechat_sandbox: str | None = None  # the WeChat Pay sandbox's base URL (`photopipe pay simulate`)
 
     def function(self, logical_id: str) -> FunctionSpec:
         from photopipe_local.template import FunctionSpec

@@ -16,6 +16,14 @@ Differences from the official module, all numerically equivalent (checked by the
   dynamic batch). It scales the activations by the style, convolves with the shared weight and multiplies
   the output by the demodulation factor `rsqrt(style² @ W²ᵀ + eps)`, `W²` being the weight squared and
   summed over the kernel.
+- Demodulation is invariant to scaling the style per sample and the weight per output channel, so (as
+  StyleGAN2-ADA does for fp16) the style is divided by its largest magnitude and the folded weight by
+  `sqrt(fan_in) * max|W[o]|` before the convolution: its output stays below `sqrt(fan_in) * max|x|` whatever
+  the checkpoint's values, which keeps an fp16 graph from overflowing. The effective `eps` changes by those
+  factors; the difference is far below fp32 rounding for any style the mapping produces.
+- The constant input is not repeated over the batch: the first modulated convolution's `x * style`
+  broadcasts it, so the graph has no shape arithmetic (no `Shape`/`Expand`); the latent reshape has a
+  constant target shape. Nothing in the exported graph depends on the batch size except its first axis.
 - The encoder's x0.5 bilinear downsampling (half-pixel, no antialias) is a 2x2 average pool, which it
   equals exactly.
 - `fold_constants()` precomputes every weight-only quantity (the conv weight without its leading axis,
@@ -135,6 +143,11 @@ class ModulatedConv2d(nn.Module):
     def fold_constants(self) -> None:
         with torch.no_grad():
             w = self.weight[0]
+            if self.demodulate:
+                # demodulation cancels a per-output-channel scale: pre-normalise for fp16 (see the module doc)
+                fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+                peak = w.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+                w = w / (math.sqrt(fan_in) * peak)
             self.folded_weight = w.detach().clone()
             self.folded_weight_sq_t = w.pow(2).sum(dim=(2, 3)).t().contiguous()  # (in, out)
 
@@ -147,6 +160,8 @@ class ModulatedConv2d(nn.Module):
         w = self.weight[0] if self.folded_weight is None else self.folded_weight
         if self.upsample:
             x = _upsample2(x)
+        if self.demodulate:  # demodulation cancels a per-sample scale of the style: bound it for fp16
+            s = s / s.abs().amax(dim=1, keepdim=True)
         out = F.conv2d(x * s[:, :, None, None], w, padding=self.padding)
         if self.demodulate:
             w_sq_t = (
@@ -209,7 +224,9 @@ class ConstantInput(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, num_channel, size, size))
 
     def forward(self, batch_like: Tensor) -> Tensor:
-        return self.weight.expand(batch_like.shape[0], -1, -1, -1)
+        """The constant, batch axis 1: the first modulated convolution broadcasts it over `batch_like`'s
+        batch (`x * style`), so no shape is computed from the input."""
+        return self.weight
 
 
 class StyleGAN2GeneratorCSFT(nn.Module):
@@ -395,7 +412,8 @@ class GFPGANv1Clean(nn.Module):
             unet_skips.insert(0, feat)
         feat = F.leaky_relu(self.final_conv(feat), _LEAK)
 
-        latent = self.final_linear(feat.flatten(1)).view(feat.shape[0], -1, self.num_style_feat)
+        num_latent = self.stylegan_decoder.num_latent
+        latent = self.final_linear(feat.flatten(1)).view(-1, num_latent, self.num_style_feat)
 
         for i, up in enumerate(self.conv_body_up):
             feat = up(feat + unet_skips[i])

@@ -41,8 +41,11 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+LOCAL_STACK_UUID = "00000000-0000-0000-0000-000000000000"
 # Exactly the intrinsic functions template.yaml uses once translated: teach `_intrinsic` any new one.
-SUPPORTED_INTRINSICS = _words("Ref Fn::GetAtt Fn::Sub Fn::FindInMap Fn::If Fn::Not Fn::Equals")
+SUPPORTED_INTRINSICS = _words(
+    "Ref Fn::GetAtt Fn::Sub Fn::FindInMap Fn::If Fn::Not Fn::Equals Fn::Select Fn::Split"
+)
 CREATED_TYPES = _words(
     "AWS::SQS::Queue AWS::SecretsManager::Secret AWS::SSM::Parameter AWS::S3::Bucket AWS::DynamoDB::Table"
 )
@@ -295,7 +298,8 @@ class Template:
             "AWS::AccountId": account_id,
             "AWS::Partition": self.partition,
             "AWS::StackName": stack_name,
-            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{account_id}:stack/{stack_name}/0",
+            # A stack id ends with a UUID (the template builds the media bucket's name from it).
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{account_id}:stack/{stack_name}/{LOCAL_STACK_UUID}",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NotificationARNs": [],
             "AWS::NoValue": NO_VALUE,
@@ -433,6 +437,14 @@ class Template:
                 return self.document["Mappings"][keys[0]][keys[1]][keys[2]]
             except (KeyError, TypeError) as e:
                 raise TemplateError(f"{where}: Fn::FindInMap {keys} not found") from e
+        if name == "Fn::Split":
+            delimiter, text = (_to_str(a, where) for a in _args(args, 2, name, where))
+            return text.split(delimiter)
+        if name == "Fn::Select":
+            index, items = _args(args, 2, name, where)
+            if not isinstance(items, list) or not 0 <= int(index) < len(items):
+                raise TemplateError(f"{where}: Fn::Select index {index!r} is not in {items!r}")
+            return items[int(index)]
         if name == "Fn::Not":
             if not isinstance(operand := _args(args, 1, name, where)[0], bool):
                 raise TemplateError(f"{where}: Fn::Not needs a condition (true/false), got {operand!r}")

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from photopipe.errors import ConfigurationError
 
@@ -89,6 +89,8 @@ class EnhanceApiSettings(_EnvSettings):
     fleet_secret_id: str = Field(alias="FLEET_SECRET_ID")
     # false: with no healthy worker, POST /enhance answers 503; true: accept and queue (scale from zero).
     enhance_queue_when_no_workers: bool = Field(False, alias="ENHANCE_QUEUE_WHEN_NO_WORKERS")
+    # The SSM parameter the GPU worker stack writes (see adapters/fleet_deployment.py); unset: no such check.
+    gpu_fleet_parameter: str | None = Field(None, alias="GPU_FLEET_PARAMETER")
 
 
 # The price list: 10 credits for ¥1, 60 for ¥5, 150 for ¥10 (amounts in fen).
@@ -163,6 +165,8 @@ class ClassifySettings(CommonSettings, ClassifierSettings):
     cache_table: str = Field(alias="CLASSIFICATION_CACHE_TABLE")
     stats_table: str = Field(alias="STATS_TABLE")
     max_receive_count: int = Field(3, alias="CLASSIFY_MAX_RECEIVE_COUNT", ge=1)
+    # The most one record of a batch may take (template.yaml sizes the function's timeout from it).
+    record_budget_seconds: float = Field(75.0, alias="CLASSIFY_RECORD_BUDGET_SECONDS", ge=15, le=900)
     near_duplicate_max_distance: int | None = Field(
         None, alias="PHOTOPIPE_NEAR_DUPLICATE_MAX_DISTANCE", ge=0, le=32
     )
@@ -175,6 +179,22 @@ class ClassifySettings(CommonSettings, ClassifierSettings):
 class ExportsSettings(_EnvSettings):
     media_bucket: str = Field(alias="MEDIA_BUCKET")
     jobs_table: str = Field(alias="JOBS_TABLE")
+
+
+class DeadLetterSettings(_EnvSettings):
+    """The dead-letter recorder: the four DLQs it listens to, and each source queue's maxReceiveCount."""
+
+    images_table: str = Field(alias="IMAGES_TABLE")
+    jobs_table: str = Field(alias="JOBS_TABLE")
+    credits_table: str = Field(alias="CREDITS_TABLE")  # a job that failed for good is refunded
+    ingest_dlq_arn: str = Field(alias="INGEST_DEAD_LETTER_QUEUE_ARN")
+    classify_dlq_arn: str = Field(alias="CLASSIFY_DEAD_LETTER_QUEUE_ARN")
+    gpu_jobs_dlq_arn: str = Field(alias="GPU_JOBS_DEAD_LETTER_QUEUE_ARN")
+    exports_dlq_arn: str = Field(alias="EXPORTS_DEAD_LETTER_QUEUE_ARN")
+    ingest_max_receive_count: int = Field(3, alias="INGEST_MAX_RECEIVE_COUNT", ge=1)
+    classify_max_receive_count: int = Field(3, alias="CLASSIFY_MAX_RECEIVE_COUNT", ge=1)
+    gpu_jobs_max_receive_count: int = Field(3, alias="GPU_JOBS_MAX_RECEIVE_COUNT", ge=1)
+    exports_max_receive_count: int = Field(3, alias="EXPORTS_MAX_RECEIVE_COUNT", ge=1)
 
 
 class WorkerSettings(_EnvSettings):
@@ -201,7 +221,39 @@ class WorkerSettings(_EnvSettings):
     api_url: str | None = Field(None, alias="PHOTOPIPE_API_URL")
     fleet_secret: SecretStr | None = Field(None, alias="FLEET_SECRET")
     fleet_secret_id: str | None = Field(None, alias="FLEET_SECRET_ID")
+    # GPU sessions run only these batch sizes (each chunk padded up to one; a CUDA graph and the TensorRT
+    # profile cover them): comma-separated, the largest = PHOTOPIPE_MAX_BATCH; unset: powers of two up to it.
+    batch_buckets: str | None = Field(None, alias="PHOTOPIPE_BATCH_BUCKETS")
+    cuda_graphs: bool = Field(True, alias="PHOTOPIPE_CUDA_GRAPHS")
+    # TensorRT engine and timing caches (a volume that outlives the task saves the engine build)
+    trt_cache_dir: str | None = Field(None, alias="PHOTOPIPE_TRT_CACHE_DIR")
+    # The GPU image sets PHOTOPIPE_REQUIRE_GPU=1: there the worker refuses to start on the CPU provider
+    # unless PHOTOPIPE_ALLOW_CPU=1. The local stack's CPU worker sets neither.
+    require_gpu: bool = Field(False, alias="PHOTOPIPE_REQUIRE_GPU")
+    allow_cpu: bool = Field(False, alias="PHOTOPIPE_ALLOW_CPU")
+    # threads for the CPU halves (download, decode, detect, align; paste, encode, upload) beside the restore
+    cpu_threads: int | None = Field(None, alias="PHOTOPIPE_CPU_THREADS", ge=1, le=64)
+    # a Real-ESRGAN model directory (manifest.json + ONNX, `photopipe models export --model realesrgan`):
+    # the background upscaler at quality_level high; unset: Lanczos
+    upscaler_model_dir: str | None = Field(None, alias="PHOTOPIPE_UPSCALER_MODEL_DIR")
+
+    @field_validator("batch_buckets")
+    @classmethod
+    def _buckets(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        sizes = sorted({int(part) for part in value.split(",") if part.strip()})
+        max_batch = info.data.get("max_batch")
+        if not sizes or sizes[0] < 1 or (max_batch is not None and sizes[-1] != max_batch):
+            raise ValueError(
+                f"expected positive batch sizes, the largest equal to PHOTOPIPE_MAX_BATCH ({max_batch})"
+            )
+        return ",".join(map(str, sizes))
 
     @property
     def provider_list(self) -> list[str] | None:
         return [p.strip() for p in self.providers.split(",") if p.strip()] if self.providers else None
+
+    @property
+    def bucket_list(self) -> list[int] | None:
+        return [int(b) for b in self.batch_buckets.split(",")] if self.batch_buckets else None

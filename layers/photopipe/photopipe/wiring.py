@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.credits import CreditsRepository
+from photopipe.adapters.fleet_deployment import FleetDeploymentParameter
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.orders import OrdersRepository
@@ -38,6 +39,7 @@ from photopipe.settings import (
     ApiSettings,
     ClassifierSettings,
     ClassifySettings,
+    DeadLetterSettings,
     ExportsSettings,
     IngestSettings,
     PaymentSettings,
@@ -46,6 +48,7 @@ from photopipe.settings import (
 from photopipe.usecases.accounts import Accounts
 from photopipe.usecases.classify import ImageClassifier, Prices
 from photopipe.usecases.credits import Credits
+from photopipe.usecases.dead_letters import DeadLetterQueue, DeadLetters, Source
 from photopipe.usecases.enhance_jobs import EnhanceJobs
 from photopipe.usecases.exports import Exporter
 from photopipe.usecases.fleet import Fleet
@@ -90,7 +93,7 @@ class ApiServices:
             url_ttl_seconds=self.settings.upload_url_ttl_seconds,
         )
 
-    @property
+    @cached_property  # it holds two DynamoDB resources: one per process, not one per request
     def insights(self) -> Insights:
         return Insights(
             cache=ClassificationCache(
@@ -111,9 +114,11 @@ class ApiServices:
     @cached_property
     def fleet(self) -> Fleet:
         secret_id = self.settings.fleet_secret_id
+        parameter = self.settings.gpu_fleet_parameter
         return Fleet(
             workers=WorkersRepository(self.settings.workers_table),
             secret=lambda: get_secret(secret_id, setting="FLEET_SECRET_ID"),
+            deployment=FleetDeploymentParameter(parameter) if parameter else None,
         )
 
     @cached_property
@@ -277,6 +282,7 @@ def image_classifier() -> ImageClassifier:
         else MAX_DISTANCE,
         max_receive_count=settings.max_receive_count,
         skipped_reason=NO_CLASSIFIER,
+        record_budget_s=settings.record_budget_seconds,
     )
 
 
@@ -284,6 +290,23 @@ def image_classifier() -> ImageClassifier:
 def exporter() -> Exporter:
     settings = ExportsSettings.from_env()
     return Exporter(jobs=JobsRepository(settings.jobs_table), media=MediaStore(settings.media_bucket))
+
+
+@lru_cache(maxsize=1)
+def dead_letters() -> DeadLetters:
+    settings = DeadLetterSettings.from_env()
+    jobs = JobsRepository(settings.jobs_table)
+    return DeadLetters(
+        images=ImagesRepository(settings.images_table),
+        jobs=jobs,
+        refunds=Credits(credits=CreditsRepository(settings.credits_table), jobs=jobs, free_credits=0),
+        queues={
+            settings.ingest_dlq_arn: DeadLetterQueue(Source.INGEST, settings.ingest_max_receive_count),
+            settings.classify_dlq_arn: DeadLetterQueue(Source.CLASSIFY, settings.classify_max_receive_count),
+            settings.gpu_jobs_dlq_arn: DeadLetterQueue(Source.GPU_JOBS, settings.gpu_jobs_max_receive_count),
+            settings.exports_dlq_arn: DeadLetterQueue(Source.EXPORTS, settings.exports_max_receive_count),
+        },
+    )
 
 
 def worker_fleet_link(
@@ -322,8 +345,28 @@ def worker_fleet_link(
     return DirectFleetLink(fleet, worker_id, provider=provider, max_batch=max_batch, version=__version__)
 
 
+def background_upscaler(settings: WorkerSettings) -> Any:
+    """Real-ESRGAN in tiles when `PHOTOPIPE_UPSCALER_MODEL_DIR` names an exported model (its sha256 checked
+    against its manifest), else Lanczos."""
+    from photopipe.enhance.upscale import LanczosUpscaler, TiledOnnxUpscaler
+
+    if not settings.upscaler_model_dir:
+        return LanczosUpscaler()
+    from pathlib import Path
+
+    from photopipe.enhance.providers import CPU, CUDA
+
+    return TiledOnnxUpscaler.from_model_dir(
+        Path(settings.upscaler_model_dir),
+        providers=settings.provider_list or [CUDA, CPU],
+        precision=settings.precision,
+    )
+
+
 def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhancer: Any | None = None) -> Any:
     """A GPU worker with its one face-restorer session (created and warmed up here, at start)."""
+    import os
+
     from photopipe.enhance.pipeline import PipelineEnhancer
     from photopipe.usecases.enhance_worker import GpuWorker, WorkerConfig, default_worker_id
 
@@ -337,6 +380,11 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
             providers=settings.provider_list,
             precision=settings.precision,
             max_batch=settings.max_batch,
+            buckets=settings.bucket_list,
+            cuda_graphs=settings.cuda_graphs,
+            trt_cache_dir=Path(settings.trt_cache_dir) if settings.trt_cache_dir else None,
+            require_gpu=settings.require_gpu,
+            allow_cpu=settings.allow_cpu,
         )
     worker_id = settings.worker_id or default_worker_id()
     provider = getattr(restorer, "provider", None)
@@ -347,6 +395,9 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
         batch_wait_s=settings.batch_wait_s,
         visibility_s=settings.visibility_s,
         lease_s=settings.lease_s,
+        cpu_threads=settings.cpu_threads or max(2, min(8, os.cpu_count() or 2)),
+        # on the CPU provider the restore already uses every core: overlapping the CPU halves only contends
+        overlap=provider != "CPUExecutionProvider",
     )
     jobs = JobsRepository(settings.jobs_table)
     return GpuWorker(
@@ -354,7 +405,9 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
         media=MediaStore(settings.media_bucket),
         queue=Queue(settings.gpu_jobs_queue_url),
         restorer=restorer,
-        enhancer=enhancer if enhancer is not None else PipelineEnhancer(),
+        enhancer=enhancer
+        if enhancer is not None
+        else PipelineEnhancer(upscaler=background_upscaler(settings)),
         config=config,
         fleet=worker_fleet_link(
             settings,
@@ -374,3 +427,4 @@ def reset() -> None:
     image_classifier.cache_clear()
     exporter.cache_clear()
     order_checks.cache_clear()
+    dead_letters.cache_clear()

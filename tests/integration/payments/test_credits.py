@@ -5,6 +5,7 @@ submits, and the refund of a failed or cancelled job - exactly once."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -298,3 +299,67 @@ def test_the_ledger_pages_newest_first(
     status, body = api.call("GET", "/api/v1/credits", token=token, query={"cursor": "not-a-cursor"})
     assert status == 400
     assert body["error"]["code"] == "invalid_cursor"
+
+
+def test_a_job_the_dead_letter_recorder_marks_failed_is_refunded_once(
+    stack: Stack, api: ApiClient, ada: tuple[str, str], worker_up: None
+) -> None:
+    from tests.conftest import load_handler
+    from tests.integration.test_dead_letters import _queue, deliver
+
+    # GIVEN a job whose GPU worker was killed on its last attempt (left `running`, lease long gone)
+    token, user_id = ada
+    (image_id,) = photos(stack, user_id, 1)
+    _, job = api.call("POST", "/api/v1/enhance", body={"image_id": image_id}, token=token)
+    JobsRepository(stack.env["JOBS_TABLE"]).update(
+        job["job_id"],
+        from_states=(JobState.QUEUED,),
+        to_state=JobState.RUNNING,
+        set_fields={"lease_expires_at": 1},
+    )
+    assert balance(api, token) == 9
+    dlq_url, dlq_arn = _queue(stack, "GPU_JOBS_DEAD_LETTER_QUEUE_ARN")
+    body = json.dumps({"job_id": job["job_id"], "user_id": user_id})
+
+    # WHEN its message reaches the gpu-jobs dead-letter queue
+    recorder = load_handler("dead_letters").handler
+    stack.sqs.send_message(QueueUrl=dlq_url, MessageBody=body)
+    deliver(stack, recorder, dlq_url, dlq_arn)
+
+    # THEN the job is failed and its credit is back
+    assert job_item(stack, job["job_id"])["state"] == "failed"
+    assert balance(api, token) == 10
+
+    # AND a redelivery (or a job the worker marked failed itself) refunds nothing more
+    stack.sqs.send_message(QueueUrl=dlq_url, MessageBody=body)
+    deliver(stack, recorder, dlq_url, dlq_arn)
+    account = credits_of(api, token)
+    assert account["balance"] == 10
+    assert [e["kind"] for e in account["entries"]].count("refund") == 1
+    _ledger_adds_up(api, token)
+
+
+def test_a_job_the_worker_failed_but_did_not_refund_is_refunded_from_its_dead_letter(
+    stack: Stack, api: ApiClient, ada: tuple[str, str], worker_up: None
+) -> None:
+    from tests.conftest import load_handler
+    from tests.integration.test_dead_letters import _queue, deliver
+
+    # GIVEN a job the worker marked failed on its last attempt, then died before refunding it
+    token, user_id = ada
+    (image_id,) = photos(stack, user_id, 1)
+    _, job = api.call("POST", "/api/v1/enhance", body={"image_id": image_id}, token=token)
+    JobsRepository(stack.env["JOBS_TABLE"]).update(
+        job["job_id"], from_states=(JobState.QUEUED,), to_state=JobState.FAILED
+    )
+    assert balance(api, token) == 9
+
+    # WHEN its message reaches the dead-letter queue THEN the recorder closes the gap
+    dlq_url, dlq_arn = _queue(stack, "GPU_JOBS_DEAD_LETTER_QUEUE_ARN")
+    stack.sqs.send_message(
+        QueueUrl=dlq_url, MessageBody=json.dumps({"job_id": job["job_id"], "user_id": user_id})
+    )
+    deliver(stack, load_handler("dead_letters").handler, dlq_url, dlq_arn)
+    assert job_item(stack, job["job_id"])["state"] == "failed"
+    assert balance(api, token) == 10
+    _ledger_adds_up(api, token)

@@ -33,6 +33,8 @@ from photopipe_export.arch import (
     seeded_model,
 )
 from photopipe_export.export import FP16_FILE, FP32_FILE, export_gfpgan, load_weights, weight_only_nodes
+from photopipe_export.kernels import load_table, signatures, uncovered_nodes, value_types
+from tests.unit.enhance.conftest import REDUCED_SEED
 
 SEED = 7
 
@@ -48,10 +50,9 @@ def torch_restore(model: GFPGANv1Clean, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reduced_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gfpgan-reduced")
-    export_gfpgan(None, out, config=REDUCED, seed=SEED)
-    return out
+def reduced_dir(reduced_gfpgan: Path) -> Path:
+    assert SEED == REDUCED_SEED  # the shared export's seed
+    return reduced_gfpgan
 
 
 @pytest.fixture(scope="module")
@@ -309,8 +310,8 @@ def test_cli_without_torch_names_the_export_extra(
 
 
 @pytest.mark.slow
-def test_full_size_v14_export_matches_pytorch(tmp_path: Path) -> None:
-    manifest = export_gfpgan(None, tmp_path, config=FULL, seed=SEED, fp16=False)
+def test_full_size_v14_export_matches_pytorch(tmp_path: Path, reduced_dir: Path) -> None:
+    manifest = export_gfpgan(None, tmp_path, config=FULL, seed=SEED)
     entry = manifest.file("fp32")
     assert entry.inputs[0].shape == ["batch", 3, 512, 512]
     assert weight_only_nodes(onnx.load(str(tmp_path / FP32_FILE), load_external_data=False)) == []
@@ -322,3 +323,11 @@ def test_full_size_v14_export_matches_pytorch(tmp_path: Path) -> None:
     print(f"full size fp32: max abs error {error:.2e}, {entry.bytes / 1e6:.0f} MB")
     assert math.isfinite(error)
     assert error <= 1e-3
+    # every node of both full-size graphs has a CUDA kernel, and the reduced graphs the other tests check
+    # have exactly the same node signatures (op, version, types)
+    table = load_table()
+    for name in (FP32_FILE, FP16_FILE):
+        full = onnx.load(str(tmp_path / name))
+        types = value_types(full)
+        assert uncovered_nodes(full, table, types) == [], name
+        assert signatures(full, types) == signatures(onnx.load(str(reduced_dir / name))), name

@@ -3,137 +3,20 @@ sockets): when a batch is restored, how faces are chunked and split back, and wh
 
 from __future__ import annotations
 
+import contextlib
 import io
-import json
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from photopipe.adapters.jobs import JobsRepository
-from photopipe.adapters.s3 import MediaStore, StoredObject
-from photopipe.adapters.sqs import Queue, ReceivedMessage
-from photopipe.errors import NotFoundError
-from photopipe.models import Job, JobState, utcnow_iso
+from photopipe.models import EnhanceParams, Job, JobState, utcnow_iso
 from photopipe.usecases.enhance_worker import GpuWorker, WorkerConfig
-from tests.fakes.enhance import FakeEnhancer, InvertingRestorer
-
-
-class MemoryQueue(Queue):
-    def __init__(self) -> None:
-        self.url = "memory://gpu-jobs"
-        self.waiting: list[ReceivedMessage] = []
-        self.in_flight: dict[str, ReceivedMessage] = {}
-        self.deleted: list[str] = []
-        self._n = 0
-
-    def put(self, body: dict[str, Any]) -> None:
-        self._n += 1
-        self.waiting.append(ReceivedMessage(f"m{self._n}", f"r{self._n}", json.dumps(body), 1))
-
-    def receive(
-        self, *, max_messages: int, wait_seconds: int, visibility_seconds: int
-    ) -> list[ReceivedMessage]:
-        out, self.waiting = self.waiting[:max_messages], self.waiting[max_messages:]
-        self.in_flight.update({m.message_id: m for m in out})
-        return out
-
-    def delete(self, message: ReceivedMessage) -> None:
-        self.in_flight.pop(message.message_id, None)
-        self.deleted.append(message.message_id)
-
-    def set_visibility(self, message: ReceivedMessage, seconds: int) -> bool:
-        if seconds == 0 or seconds < 60:
-            self.in_flight.pop(message.message_id, None)
-            self.waiting.append(
-                ReceivedMessage(
-                    message.message_id, message.receipt_handle + "'", message.body, message.receive_count + 1
-                )
-            )
-        return True
-
-
-class MemoryJobs(JobsRepository):
-    def __init__(self) -> None:
-        self.items: dict[str, Job] = {}
-
-    def create(self, job: Job) -> None:
-        self.items[job.job_id] = job
-
-    def get(self, job_id: str) -> Job | None:
-        return self.items.get(job_id)
-
-    def claim(self, job_id: str, *, worker_id: str, lease_until: float, now: float) -> Job | None:
-        job = self.items.get(job_id)
-        if job is None or job.state != JobState.QUEUED:
-            return None
-        return self._set(
-            job,
-            state=JobState.RUNNING,
-            worker_id=worker_id,
-            lease_expires_at=lease_until,
-            attempts=job.attempts + 1,
-        )
-
-    def update(
-        self,
-        job_id: str,
-        *,
-        from_states: Any,
-        to_state: JobState | None = None,
-        set_fields: dict[str, Any] | None = None,
-        remove_fields: Any = (),
-        held_by: str | None = None,
-        owner: str | None = None,
-        add_attempt: bool = False,
-    ) -> Job | None:
-        job = self.items.get(job_id)
-        if job is None or job.state not in set(from_states) or (held_by and job.worker_id != held_by):
-            return None
-        changes = dict(set_fields or {})
-        if to_state is not None:
-            changes["state"] = to_state
-        changes.update({f: None for f in remove_fields if f not in changes})
-        return self._set(job, **changes)
-
-    def _set(self, job: Job, **changes: Any) -> Job:
-        data = {**job.model_dump(), **changes, "updated_at": utcnow_iso()}
-        new = Job.model_validate(data)
-        self.items[job.job_id] = new
-        return new
-
-
-@dataclass
-class MemoryMedia(MediaStore):
-    objects: dict[str, bytes] = field(default_factory=dict)
-    bucket: str = "memory"
-
-    def open(self, key: str) -> StoredObject:
-        if key not in self.objects:
-            raise NotFoundError(f"{key} does not exist", code="missing_object")
-        data = self.objects[key]
-        return StoredObject(
-            key=key, body=io.BytesIO(data), size=len(data), etag="x", content_type="image/jpeg"
-        )
-
-    def put(self, key: str, data: bytes, *, content_type: str, cache_control: str | None = None) -> None:
-        self.objects[key] = data
-
-    def delete_prefix(self, prefix: str) -> int:
-        doomed = [k for k in self.objects if k.startswith(prefix)]
-        for k in doomed:
-            del self.objects[k]
-        return len(doomed)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes.enhance import FakeEnhanced, FakeEnhancer, FakePrepared, InvertingRestorer
+from tests.fakes.worker import Clock, MemoryJobs, MemoryMedia, MemoryQueue
 
 
 def _jpeg(width: int) -> bytes:
@@ -277,3 +160,144 @@ def test_photos_without_faces_skip_the_restorer(faces: list[int]) -> None:
 
     assert r.restorer.calls == []
     assert set(states(r)) == {"completed"}
+
+
+# --- overlap: CPU halves on their threads while the restorer works --------------------------------------
+GUARD_S = (
+    10.0  # how long a stand-in waits for an event that overlap makes happen (never reached when it works)
+)
+
+
+class WaitingRestorer(InvertingRestorer):
+    """Restore call i marks itself under way, then waits for `during[i]`: set by a CPU half that starts
+    while the restore is under way. `saw[i]` records whether that happened (False: nothing else ran)."""
+
+    def __init__(self, max_batch: int, guard_s: float) -> None:
+        super().__init__(max_batch)
+        self.guard_s = guard_s
+        self.active = False
+        self.started = [threading.Event(), threading.Event()]
+        self.during = [threading.Event(), threading.Event()]
+        self.saw: list[bool] = []
+
+    def restore(self, faces: np.ndarray) -> np.ndarray:
+        i = len(self.saw)
+        self.active = True
+        self.started[i].set()
+        self.saw.append(self.during[i].wait(self.guard_s))
+        try:
+            return super().restore(faces)
+        finally:
+            self.active = False
+
+
+class RecordingEnhancer(FakeEnhancer):
+    """A photo of the second batch starts preparing, and a photo of the first starts finishing, only once
+    the matching restore has begun (the guard aside), and tells the restorer when that happens while the
+    restore is still under way. Also records how many prepares ran at once."""
+
+    def __init__(self, faces_for: Any, restorer: WaitingRestorer, first_batch: int) -> None:
+        super().__init__(faces_for=faces_for)
+        self.restorer = restorer
+        self.first_batch = first_batch
+        self.lock = threading.Lock()
+        self.prepares_started = 0
+        self.active_prepares = 0
+        self.most_prepares_at_once = 0
+        self.barrier = threading.Barrier(2, timeout=restorer.guard_s)
+
+    def prepare(self, data: bytes, params: EnhanceParams) -> FakePrepared:
+        with self.lock:
+            self.prepares_started += 1
+            n = self.prepares_started
+            self.active_prepares += 1
+            self.most_prepares_at_once = max(self.most_prepares_at_once, self.active_prepares)
+        try:
+            if n <= self.first_batch:
+                # the first two wait for each other: side by side when there are two threads
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    self.barrier.wait()
+            else:
+                self.restorer.started[0].wait(self.restorer.guard_s)
+                if self.restorer.active:
+                    self.restorer.during[0].set()
+            return super().prepare(data, params)
+        finally:
+            with self.lock:
+                self.active_prepares -= 1
+
+    def finish(self, prepared: FakePrepared, restored: np.ndarray) -> FakeEnhanced:
+        self.restorer.started[1].wait(self.restorer.guard_s)  # set already for the second batch's photos
+        if self.restorer.active:
+            self.restorer.during[1].set()
+        return super().finish(prepared, restored)
+
+
+def overlap_rig(overlap: bool, guard_s: float) -> tuple[Rig, RecordingEnhancer, WaitingRestorer]:
+    r, _ = rig(max_batch=2, batch_wait_s=5.0, cpu_threads=2, overlap=overlap)
+    restorer = WaitingRestorer(2, guard_s)
+    enhancer = RecordingEnhancer(faces_for=r.faces.__getitem__, restorer=restorer, first_batch=2)
+    r.worker.enhancer = enhancer
+    r.worker.restorer = restorer
+    r.restorer = restorer
+    return r, enhancer, restorer
+
+
+def test_the_next_batch_is_prepared_and_the_last_one_finished_while_the_restorer_works() -> None:
+    # GIVEN four one-face photos, batches of two, the CPU halves on two threads
+    r, enhancer, restorer = overlap_rig(overlap=True, guard_s=GUARD_S)
+    r.submit([1, 1, 1, 1], enhancer)
+
+    # WHEN one poll takes them all
+    r.worker.poll_once()
+
+    # THEN photos 3-4 were being prepared during restore 1, photo 1-2 being finished during restore 2
+    assert restorer.saw == [True, True]
+    assert restorer.calls == [2, 2]
+    assert enhancer.most_prepares_at_once == 2  # and prepares ran side by side
+    assert states(r) == ["completed"] * 4
+    assert r.worker.restored_faces == 4
+    assert r.worker.restore_busy_s > 0
+
+
+def test_without_overlap_nothing_runs_during_a_restore() -> None:
+    # the baseline the benchmark compares against: one thread does everything in turn
+    r, enhancer, restorer = overlap_rig(overlap=False, guard_s=0.05)
+    r.submit([1, 1, 1, 1], enhancer)
+
+    r.worker.poll_once()
+
+    assert restorer.saw == [False, False]  # no prepare or finish could run while a restore waited
+    assert enhancer.most_prepares_at_once == 1
+    assert states(r) == ["completed"] * 4
+
+
+def test_run_overlaps_polls_and_finishes_everything_on_stop() -> None:
+    # GIVEN photos arriving in two receives (max 2 messages each), batches of two
+    r, enhancer, restorer = overlap_rig(overlap=True, guard_s=GUARD_S)
+    r.worker = GpuWorker(
+        jobs=r.jobs,
+        media=r.media,
+        queue=r.queue,
+        restorer=restorer,
+        enhancer=enhancer,
+        config=WorkerConfig(worker_id="w", poll_wait_s=0, retry_delay_s=0, batch_wait_s=0.0, max_messages=2),
+        clock=r.clock,
+    )
+    r.submit([1, 1, 1, 1], enhancer)
+
+    # WHEN the loop runs until the queue is empty, then stops
+    thread = threading.Thread(target=r.worker.run)
+    thread.start()
+    deadline = GUARD_S
+    while r.queue.waiting and deadline > 0:
+        threading.Event().wait(0.05)
+        deadline -= 0.05
+    r.worker.stop()
+    thread.join(GUARD_S)
+
+    # THEN the second receive's photos were prepared during the first restore, and all four completed
+    assert not thread.is_alive()
+    assert restorer.saw[0] is True
+    assert states(r) == ["completed"] * 4
+    assert sorted(r.queue.deleted) == ["m1", "m2", "m3", "m4"]

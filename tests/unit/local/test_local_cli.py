@@ -7,17 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from photopipe_cli.main import build_parser, main
+from photopipe_cli.main import main, parse
 
 
 def test_local_group_has_run_and_invoke() -> None:
-    parser = build_parser()
-    run = parser.parse_args(
-        ["local", "run", "--port", "3001", "--template", "t.yaml", "--parameter", "Stage=prod"]
-    )
+    run = parse(["local", "run", "--port", "3001", "--template", "t.yaml", "--parameter", "Stage=prod"])
     assert (run.port, run.template, run.parameter) == (3001, "t.yaml", [("Stage", "prod")])
-    invoke = parser.parse_args(["local", "invoke", "IngestFunction", "-e", "-"])
+    invoke = parse(["local", "invoke", "IngestFunction", "-e", "-"])
     assert (invoke.function, invoke.event) == ("IngestFunction", "-")
+
+
+def test_local_run_runs_moto_in_a_child_process_unless_told_otherwise() -> None:
+    default = parse(["local", "run"])
+    assert (default.moto_process, default.concurrency) == (True, None)
+    threaded = parse(["local", "run", "--no-moto-process", "--concurrency", "2"])
+    assert (threaded.moto_process, threaded.concurrency) == (False, 2)
+
+
+def test_local_run_refuses_a_concurrency_below_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["local", "run", "--concurrency", "0"]) == 2
+    assert "--concurrency" in capsys.readouterr().err
 
 
 def test_invoke_without_a_running_stack_says_how_to_start_one(

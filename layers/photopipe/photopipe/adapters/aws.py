@@ -12,6 +12,10 @@ from photopipe.errors import PhotopipeError, TransientError
 
 # Standard retry mode with a few attempts: throttling and 5xx are retried by botocore before we see them.
 BOTO_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+# The one S3 configuration. botocore still presigns S3 with Signature Version 2 unless told otherwise, and S3
+# refuses SigV2 on buckets created after June 2020: every presigned POST and GET must be SigV4.
+S3_CONFIG = BOTO_CONFIG.merge(Config(signature_version="s3v4"))
+_SERVICE_CONFIG = {"s3": S3_CONFIG}
 
 _TRANSIENT_CODES = frozenset(
     {
@@ -29,9 +33,10 @@ _TRANSIENT_CODES = frozenset(
 
 
 def client(service: str) -> Any:
-    """A boto3 client with the project's retry config. Endpoints come from boto3's own
-    AWS_ENDPOINT_URL handling, so nothing here knows whether it talks to AWS or the local stack."""
-    return boto3.session.Session().client(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
+    """A boto3 client with the project's retry config (and, for S3, SigV4 signing). Endpoints come from
+    boto3's own AWS_ENDPOINT_URL handling, so nothing here knows whether it talks to AWS or the local stack."""
+    config = _SERVICE_CONFIG.get(service, BOTO_CONFIG)
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
 
 
 def error_code(e: ClientError) -> str:

@@ -3,7 +3,7 @@ is a conditional write, so duplicate deliveries cannot move an image backwards."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -16,17 +16,24 @@ from photopipe.adapters.dynamo import (
     encode_cursor,
     plain,
     table,
+    to_item,
     transition,
 )
 from photopipe.models import ImageRecord, ImageState, utcnow_iso
 
 OWNER_INDEX = "by-owner"
 _CURSOR_KEYS = frozenset({"image_id", "user_id", "created_at"})
+_BATCH_GET_MAX = 100  # BatchGetItem's limit per call
 
 
 class ImagesRepository:
     def __init__(self, table_name: str, resource: Any | None = None) -> None:
         self._table = table(table_name, resource)
+
+    @property
+    def client(self) -> Any:
+        """The table's boto3 client (to register botocore event hooks, e.g. counting calls in tests)."""
+        return self._table.meta.client
 
     def create(self, record: ImageRecord) -> None:
         try:
@@ -45,6 +52,27 @@ class ImagesRepository:
         item = resp.get("Item")
         return ImageRecord.model_validate(plain(item)) if item else None
 
+    def get_many(self, image_ids: Iterable[str]) -> dict[str, ImageRecord]:
+        """The records that exist among `image_ids`, by id (BatchGetItem: one call per 100 ids, plus a call
+        for any keys DynamoDB left unprocessed)."""
+        name = self._table.name
+        client = self._table.meta.client  # the resource's client: Python types in and out
+        ids = list(dict.fromkeys(image_ids))
+        found: dict[str, ImageRecord] = {}
+        for start in range(0, len(ids), _BATCH_GET_MAX):
+            keys = [{"image_id": i} for i in ids[start : start + _BATCH_GET_MAX]]
+            request: dict[str, Any] = {name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                try:
+                    resp = client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as e:
+                    raise translate(e, "reading the image records") from e
+                for item in resp.get("Responses", {}).get(name, []):
+                    record = ImageRecord.model_validate(plain(item))
+                    found[record.image_id] = record
+                request = resp.get("UnprocessedKeys") or {}
+        return found
+
     def transition(
         self,
         image_id: str,
@@ -53,9 +81,11 @@ class ImagesRepository:
         to_state: ImageState,
         set_fields: dict[str, Any] | None = None,
         remove_fields: Iterable[str] = (),
+        expect: Mapping[str, Any] | None = None,
     ) -> ImageRecord | None:
-        """Move an image to `to_state` only if it is in one of `from_states`; returns the new record, or
-        None when the condition did not hold (another delivery got there first, or it was deleted)."""
+        """Move an image to `to_state` only if it is in one of `from_states` (and, with `expect`, its fields
+        still hold those values; None: absent); returns the new record, or None when the condition did not
+        hold (another delivery got there first, or it was deleted)."""
         fields = {**(set_fields or {}), "state": to_state.value, "updated_at": utcnow_iso()}
         t = transition(
             "image_id",
@@ -63,6 +93,13 @@ class ImagesRepository:
             set_fields=fields,
             remove_fields=remove_fields,
         )
+        for n, (name, value) in enumerate((expect or {}).items()):
+            t.names[f"#e{n}"] = name
+            if value is None:
+                t.condition += f" AND attribute_not_exists(#e{n})"
+            else:
+                t.values[f":e{n}"] = to_item(value)
+                t.condition += f" AND #e{n} = :e{n}"
         item = conditional_update(
             self._table,
             {"image_id": image_id},
@@ -113,3 +150,12 @@ class ImagesRepository:
             self._table.delete_item(Key={"image_id": image_id})
         except (ClientError, BotoCoreError) as e:
             raise translate(e, "deleting the image record") from e
+
+    def delete_many(self, image_ids: Iterable[str]) -> None:
+        """Delete records in BatchWriteItem calls of 25 (boto3's batch writer resends unprocessed items)."""
+        try:
+            with self._table.batch_writer() as batch:
+                for image_id in dict.fromkeys(image_ids):
+                    batch.delete_item(Key={"image_id": image_id})
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, "deleting the image records") from e

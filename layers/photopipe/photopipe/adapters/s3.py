@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
+_DENIED = frozenset({"AccessDenied", "403", "Forbidden"})
+DELETE_OBJECTS_MAX = 1000  # keys per DeleteObjects call
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
@@ -77,7 +79,7 @@ class MediaStore:
         try:
             resp = self._s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
-            if error_code(e) in _MISSING:
+            if error_code(e) in _MISSING or (error_code(e) in _DENIED and self._listed_absent(key)):
                 raise NotFoundError(f"s3://{self.bucket}/{key} does not exist", code="missing_object") from e
             raise translate(e, f"reading s3://{self.bucket}/{key}") from e
         except BotoCoreError as e:
@@ -104,18 +106,49 @@ class MediaStore:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
-            if error_code(e) in _MISSING:
+            if error_code(e) in _MISSING or (error_code(e) in _DENIED and self._listed_absent(key)):
                 return False
             raise translate(e, f"checking s3://{self.bucket}/{key}") from e
         except BotoCoreError as e:
             raise translate(e, f"checking s3://{self.bucket}/{key}") from e
         return True
 
+    def _listed_absent(self, key: str) -> bool:
+        """S3 answers 403, not 404, for a missing key unless the caller may list the bucket, and whether a
+        grant scoped by `s3:prefix` counts is S3's call: so a 403 is confirmed with a list of exactly this
+        key's prefix (which that grant allows). True only when the list works and the key is not in it."""
+        try:
+            resp = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except (ClientError, BotoCoreError):
+            return False  # not allowed to list either: the 403 stands
+        return not any(o["Key"] == key for o in resp.get("Contents", []))
+
     def writer(
         self, key: str, *, content_type: str, part_size: int = 8 * MIN_PART_BYTES // 5
     ) -> MultipartWriter:
         """A write-only file object that streams `key` through a multipart upload (use it in a `with`)."""
         return MultipartWriter(self._s3, self.bucket, key, content_type=content_type, part_size=part_size)
+
+    def delete_keys(self, keys: list[str]) -> dict[str, str]:
+        """Delete `keys` (DeleteObjects, 1,000 keys a call; a missing key counts as deleted). Returns the keys
+        S3 did not delete, each with S3's reason; a call that fails as a whole fails its keys the same way,
+        so one bad chunk never hides what the others did."""
+        unique = list(dict.fromkeys(keys))
+        failed: dict[str, str] = {}
+        for start in range(0, len(unique), DELETE_OBJECTS_MAX):
+            chunk = unique[start : start + DELETE_OBJECTS_MAX]
+            objects: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in chunk]
+            try:
+                resp = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+            except (ClientError, BotoCoreError) as e:
+                reason = translate(e, f"deleting {len(chunk)} objects from s3://{self.bucket}").message
+                failed.update(dict.fromkeys(chunk, reason))
+                continue
+            for error in resp.get("Errors", []):
+                failed[error.get("Key", "")] = (
+                    f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+                )
+        return failed
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix` (a photo's own folder); returns how many were deleted."""

@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from photopipe import __version__
 from photopipe.api.schemas import (
     BatchAcceptedOut,
+    BatchDeleteFailureOut,
     BatchDeleteOut,
     BatchDeleteRequest,
     BatchOut,
@@ -206,8 +207,14 @@ def list_images(
 
 @app.post(f"{PREFIX}/images/batch-delete", tags=["images"], security=BEARER, middlewares=[require_user])
 def batch_delete(body: BatchDeleteRequest) -> BatchDeleteOut:
-    deleted, missing = api_services().gallery.delete_many(_claims().user_id, body.image_ids)
-    return BatchDeleteOut(deleted=deleted, not_found=missing)
+    result = api_services().gallery.delete_many(_claims().user_id, body.image_ids)
+    return BatchDeleteOut(
+        deleted=result.deleted,
+        not_found=result.not_found,
+        failed=[
+            BatchDeleteFailureOut(image_id=f.image_id, code=f.code, message=f.message) for f in result.failed
+        ],
+    )
 
 
 @app.get(f"{PREFIX}/images/<image_id>", tags=["images"], security=BEARER, middlewares=[require_user])

@@ -151,9 +151,20 @@ class BatchDeleteRequest(BaseModel):
     image_ids: list[str] = Field(min_length=1, max_length=100)
 
 
+class BatchDeleteFailureOut(BaseModel):
+    image_id: str
+    code: str
+    message: str = Field(
+        description="What S3 or DynamoDB refused; the photo is kept and can be deleted again"
+    )
+
+
 class BatchDeleteOut(BaseModel):
     deleted: list[str]
     not_found: list[str]
+    failed: list[BatchDeleteFailureOut] = Field(
+        default_factory=list, description="Photos that could not be deleted, each with the reason"
+    )
 
 
 class FleetHealthOut(BaseModel):

@@ -11,9 +11,14 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 from photopipe.enhance.faces import create_session, sha256_file
+from photopipe.enhance.manifest import ManifestError, read_manifest, verified_file
+from photopipe.enhance.providers import CPU, GPU_PROVIDERS, TENSORRT, Precision, choose_precision
 from photopipe.errors import ConfigurationError
+
+REALESRGAN_EXPORT = "photopipe models export --model realesrgan --weights RealESRGAN_x4plus.pth --out DIR"
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +91,55 @@ class TiledOnnxUpscaler:
             raise ConfigurationError(f"{model_path} does not match its pinned sha256 {sha256}")
         self.tile_size = tile_size
         self.overlap = overlap
+        self.model = model_path.name
+        self.precision = "fp32"
         self._session = create_session(model_path, providers)
         self._input = self._session.get_inputs()[0].name
         probe = self._forward(np.zeros((16, 16, 3), dtype=np.float32))
         self.model_scale = probe.shape[0] // 16
         if self.model_scale < 1 or probe.shape[:2] != (16 * self.model_scale, 16 * self.model_scale):
             raise ConfigurationError(f"{model_path.name} does not upscale by an integer factor")
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: Path,
+        *,
+        providers: Sequence[str] | None = None,
+        precision: Precision = "auto",
+        tile_size: int = 400,
+        overlap: int = 16,
+    ) -> TiledOnnxUpscaler:
+        """The upscaler a model directory's manifest pins (`photopipe models export --model realesrgan`):
+        the file's sha256 is checked against the manifest before it is loaded; fp16 when a GPU provider is
+        among `providers` and available. TensorRT is left out: tiles at the photo's edges change shape,
+        and each new shape would build an engine."""
+        try:
+            manifest = read_manifest(model_dir)
+        except ManifestError as e:
+            raise ConfigurationError(
+                f"{e} (the upscaler's model: {REALESRGAN_EXPORT})", code="model_missing"
+            ) from e
+        wanted = [p for p in (providers or [CPU]) if p != TENSORRT]
+        on_gpu = any(p in GPU_PROVIDERS and p in ort.get_available_providers() for p in wanted)
+        entry = manifest.file(choose_precision(precision, on_gpu, manifest.precisions))
+        try:
+            path = verified_file(Path(model_dir), entry)
+        except ManifestError as e:
+            raise ConfigurationError(str(e), code="model_mismatch") from e
+        upscaler = cls(path, tile_size, overlap, providers=wanted)
+        upscaler.model = manifest.model
+        upscaler.precision = entry.precision
+        logger.info(
+            "background upscaler ready",
+            extra={
+                "model": manifest.model,
+                "file": entry.path,
+                "precision": entry.precision,
+                "x": upscaler.model_scale,
+            },
+        )
+        return upscaler
 
     def with_tile_size(self, tile_size: int) -> TiledOnnxUpscaler:
         """The same session, another tile size (a request's `tile_size`)."""

@@ -19,10 +19,11 @@ from photopipe.models.credits import (
     refund_entry_id,
     reserve_entry_id,
 )
-from photopipe.models.fleet import HEALTHY_WITHIN_S, HEARTBEAT_INTERVAL_S, WorkerRecord
+from photopipe.models.fleet import HEALTHY_WITHIN_S, HEARTBEAT_INTERVAL_S, GpuFleetDeployment, WorkerRecord
 from photopipe.models.images import (
     CLASSIFIABLE_STATES,
     ENHANCEABLE_STATES,
+    RETRY_NOTE,
     TERMINAL_INGEST_STATES,
     ImageClassification,
     ImageRecord,
@@ -32,6 +33,7 @@ from photopipe.models.jobs import (
     ACTIVE_JOB_STATES,
     LEVELS,
     MAX_BATCH_IMAGES,
+    RETRY_PREFIX,
     TERMINAL_JOB_STATES,
     EnhanceParams,
     Job,
@@ -45,6 +47,7 @@ from photopipe.models.jobs import (
 from photopipe.models.messages import (
     ClassifyMessage,
     ClassifyRecord,
+    DeadLetterRecord,
     ExportMessage,
     ExportRecord,
     IngestRecord,
@@ -85,6 +88,8 @@ __all__ = [
     "LEVELS",
     "MAX_BATCH_IMAGES",
     "PAYABLE_ORDER_STATES",
+    "RETRY_NOTE",
+    "RETRY_PREFIX",
     "TERMINAL_INGEST_STATES",
     "TERMINAL_JOB_STATES",
     "TRADE_DEAD_STATES",
@@ -98,11 +103,13 @@ __all__ = [
     "CreditBalance",
     "CreditEntry",
     "CreditPackage",
+    "DeadLetterRecord",
     "EncryptedResource",
     "EnhanceParams",
     "EntryKind",
     "ExportMessage",
     "ExportRecord",
+    "GpuFleetDeployment",
     "ImageClassification",
     "ImageRecord",
     "ImageState",

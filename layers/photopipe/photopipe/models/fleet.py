@@ -23,3 +23,16 @@ class WorkerRecord(BaseModel):
     heartbeat_at: float
     expires_at: int
     healthy: bool = Field(False, description="Computed on read: heartbeat within the last 90 s")
+
+
+class GpuFleetDeployment(BaseModel):
+    """What the GPU worker stack (infra/gpu-worker/stack.yaml) writes to its SSM parameter: a fleet that starts
+    workers from zero when jobs wait consumes this deployment's gpu-jobs queue. Its existence is what counts;
+    the fields are for people."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    cluster: str | None = None
+    service: str | None = None
+    max_workers: int | None = None
+    scales_from_zero: bool = True

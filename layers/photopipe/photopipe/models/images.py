@@ -20,6 +20,10 @@ class ImageState(StrEnum):
     FAILED = "failed"
 
 
+# Ends the reason of a failed classification attempt that the queue will deliver again (the classify dead-letter
+# recorder replaces it when no delivery is left).
+RETRY_NOTE = " It will be retried."
+
 # Ingest is done with an image in any of these (the classification states come after `processed`).
 TERMINAL_INGEST_STATES = frozenset(
     {

@@ -83,6 +83,11 @@ TERMINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.C
 ACTIVE_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
 
 
+# Starts the error of a failed attempt whose job goes back to `queued` for another (the gpu-jobs dead-letter
+# recorder replaces it when no attempt is left).
+RETRY_PREFIX = "attempt failed, will retry: "
+
+
 class JobError(BaseModel):
     """Why a job failed, for a person: a snake_case code and a sentence."""
 
@@ -113,6 +118,9 @@ class Job(BaseModel):
     lease_expires_at: float | None = None
     restore_batch_faces: int | None = Field(
         None, description="Faces in the restore call that served this job (cross-job batching)"
+    )
+    export_error: JobError | None = Field(
+        None, description="Why the batch's ZIP could not be written (set on each job of the batch)"
     )
     created_at: str
     updated_at: str

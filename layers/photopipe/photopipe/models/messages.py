@@ -116,3 +116,8 @@ class ClassifyRecord(_Received):
 
 class ExportRecord(_Received):
     body: Json[ExportMessage]
+
+
+class DeadLetterRecord(_Received):
+    """A message from one of the dead-letter queues, its body as it was sent (it may not even be JSON: a
+    message that could never be parsed is exactly what ends up there). `eventSourceARN` names the DLQ."""

@@ -7,6 +7,7 @@ edge is the handler's: this receives an image id, the time left and how often it
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from photopipe.errors import BadRequestError, TransientError
 from photopipe.models import (
     CATEGORY_LABELS,
     CLASSIFIABLE_STATES,
+    RETRY_NOTE,
     CachedResult,
     Category,
     ClassificationSource,
@@ -37,6 +39,10 @@ from photopipe.observability import logger, metrics, tracer
 
 # Leave this much of the function's time for writing results after the LLM answered.
 _SAFETY_MARGIN_S = 10.0
+# What one record may take by default: a retried LLM call (two of the classifier's 30 s calls and the backoff
+# between them) plus the safety margin. A batch gives each record this budget, so the records after a slow
+# one still get theirs; the function's timeout is sized from it (template.yaml, ClassifyFunction).
+RECORD_BUDGET_S = 75.0
 # How long a duplicate delivery waits for the delivery that holds the lock before retrying later.
 _MAX_WAIT_FOR_OTHER_S = 20.0
 
@@ -86,13 +92,26 @@ class ImageClassifier:
     max_distance: int
     max_receive_count: int
     skipped_reason: str = "no vision model is configured"
+    record_budget_s: float = RECORD_BUDGET_S
+    clock: Callable[[], float] = time.monotonic
 
     @tracer.capture_method
     def classify(
         self, image_id: str, *, time_left: Callable[[], float], receive_count: int = 1
     ) -> dict[str, Any]:
-        """Classify one photo within `time_left()` seconds. `receive_count`: how often this request was
-        delivered (on the queue's last receive a failure is recorded as final)."""
+        """Classify one photo within `record_budget_s` seconds and `time_left()` (the invocation's), whichever
+        ends first. `receive_count`: how often this request was delivered (on the queue's last receive a
+        failure is recorded as final)."""
+        deadline = self.clock() + self.record_budget_s
+
+        def budget_left() -> float:
+            return min(time_left(), deadline - self.clock())
+
+        return self._classify(image_id, time_left=budget_left, receive_count=receive_count)
+
+    def _classify(
+        self, image_id: str, *, time_left: Callable[[], float], receive_count: int
+    ) -> dict[str, Any]:
         last_attempt = receive_count >= self.max_receive_count
         image = self.images.get(image_id)
         if image is None:
@@ -245,7 +264,7 @@ class ImageClassifier:
             },
         )
         metrics.add_metric(name="ClassifyFailures", unit=MetricUnit.Count, value=1)
-        retry = "" if last_attempt else " It will be retried."
+        retry = "" if last_attempt else RETRY_NOTE
         self.images.transition(
             image.image_id,
             from_states=CLASSIFIABLE_STATES,

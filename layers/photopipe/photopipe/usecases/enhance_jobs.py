@@ -258,6 +258,16 @@ class EnhanceJobs:
                     key, expires_in=self.url_ttl_seconds, download_name=f"enhanced-{batch_id}.zip"
                 )
             )
+        failure = next((j.export_error for j in view.jobs if j.export_error), None)
+        if failure is not None:
+            # Recorded by the exports dead-letter consumer: say so once, then clear it so that asking again
+            # tries again.
+            for job in view.jobs:
+                if job.export_error:
+                    self.jobs.update(
+                        job.job_id, from_states=TERMINAL_JOB_STATES, remove_fields=("export_error",)
+                    )
+            raise ConflictError(f"{failure.message} Ask again to try once more.", code="export_failed")
         # Repeated requests while it is being written send repeated messages; the exporter skips a ZIP
         # that already exists, so they cost one HEAD each.
         self.exports_queue.send(ExportMessage(user_id=user_id, batch_id=batch_id).model_dump())

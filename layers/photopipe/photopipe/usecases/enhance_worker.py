@@ -12,6 +12,14 @@ One process holds one face restorer (its ONNX session created and warmed up at s
    output back, `finish` each photo (upscale, paste, encode), write `enhanced/{user_id}/{job_id}.jpg` and
    complete the job with a conditional `running (held by me) → completed`; then delete the message.
 
+Overlap: the restorer (the GPU) has a thread of its own and the CPU halves run on `cpu_threads` threads, so
+while the GPU restores one batch the next photos are downloaded, decoded, detected and aligned, and the
+previous batch's photos are pasted back, encoded and uploaded (at most `max_batches_in_flight` batches
+restored and not yet finished). `run()` overlaps across polls too: it receives again while a batch is in
+flight. `poll_once()` on its own returns once what it dispatched is finished (`wait=True`), which keeps a
+single poll's effects visible to its caller. `overlap=False` does everything on the calling thread, in turn
+(the benchmark's baseline). `restore_busy_s` adds up the time spent inside `restore()`.
+
 Exactly once: a job is completed only while it is still `running` under this worker, so a cancelled job
 or one taken over by another worker is never overwritten. A failing job goes back to `queued` with its
 error recorded and its message is given back for a retry; on the queue's last attempt it ends `failed`
@@ -32,6 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,7 +52,7 @@ from photopipe.adapters.jobs import JobsRepository
 from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.sqs import Queue, ReceivedMessage
 from photopipe.errors import PhotopipeError
-from photopipe.models import EnhanceParams, Job, JobError, JobMessage, JobState, result_key
+from photopipe.models import RETRY_PREFIX, EnhanceParams, Job, JobError, JobMessage, JobState, result_key
 from photopipe.observability import logger
 
 if TYPE_CHECKING:
@@ -148,6 +157,9 @@ class WorkerConfig:
     lease_s: float = 180.0  # a running job's lease; another worker may take it over after this
     keepalive_s: float = 30.0  # visibility, leases and fleet heartbeat are renewed this often
     retry_delay_s: int = 10  # a failed attempt's message becomes visible again after this
+    cpu_threads: int = 2  # threads for the CPU halves (prepare, finish), beside the restorer's own
+    overlap: bool = True  # False: everything on the polling thread, in turn
+    max_batches_in_flight: int = 2  # restored batches still being finished, at most
 
 
 @dataclass
@@ -161,6 +173,18 @@ class _Held:
     @property
     def face_count(self) -> int:
         return 0 if self.prepared is None else int(self.prepared.faces.shape[0])
+
+
+class InlineExecutor(Executor):
+    """Runs what is submitted at once, on the caller's thread (`overlap=False`)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # handed to whoever reads the future, as a pool would
+            future.set_exception(e)
+        return future
 
 
 class GpuWorker:
@@ -190,6 +214,11 @@ class GpuWorker:
         self._pending: list[_Held] = []  # prepared, waiting for the batched restore
         self._first_pending_at: float | None = None
         self._keepalive: threading.Thread | None = None
+        self._cpu: Executor | None = None  # prepare / finish
+        self._gpu: Executor | None = None  # restore, one batch at a time
+        self._in_flight: list[Future[list[Future[None]]]] = []  # dispatched batches
+        self.restore_busy_s = 0.0  # time spent inside restorer.restore()
+        self.restored_faces = 0
 
     @property
     def worker_id(self) -> str:
@@ -218,6 +247,10 @@ class GpuWorker:
             leftovers = list(self._held.values())
         for held in leftovers:  # received but never started: give them back at once
             self._release(held, delay=0)
+        for executor in {self._cpu, self._gpu} - {None}:
+            assert executor is not None
+            executor.shutdown(wait=True)
+        self._cpu = self._gpu = None
         self._keepalive_stop.set()
         if self._keepalive is not None:
             self._keepalive.join(timeout=10)
@@ -226,36 +259,57 @@ class GpuWorker:
         logger.info("worker stopped", extra={"worker_id": self.worker_id})
 
     def run(self) -> None:
-        """Poll until `stop()`; then finish the held work and unregister."""
+        """Poll until `stop()`; then finish the held work and unregister. Each poll receives while the
+        previous polls' batches are still restoring or finishing."""
         self.start()
         try:
             while not self.stopping:
-                self.poll_once()
+                self.poll_once(wait=False)
         finally:
             self.shutdown()
 
+    def _executors(self) -> tuple[Executor, Executor]:
+        if self._cpu is None or self._gpu is None:
+            if self.config.overlap:
+                self._cpu = ThreadPoolExecutor(
+                    max(1, self.config.cpu_threads), thread_name_prefix="worker-cpu"
+                )
+                self._gpu = ThreadPoolExecutor(1, thread_name_prefix="worker-restore")
+            else:
+                self._cpu = self._gpu = InlineExecutor()
+        return self._cpu, self._gpu
+
     # ------------------------------------------------------------------ one poll
-    def poll_once(self) -> int:
-        """Receive once, admit (claim + prepare) what came, restore a batch when it is due. Returns the
-        number of messages received."""
-        wait = self.config.poll_wait_s
+    def poll_once(self, *, wait: bool = True) -> int:
+        """Receive once, admit (claim, then prepare on the CPU threads) what came, dispatch a batch to the
+        restorer whenever one is full or due. `wait`: return only once every dispatched batch is finished.
+        Returns the number of messages received."""
+        self._reap()
+        wait_s = self.config.poll_wait_s
         if self._pending and self._first_pending_at is not None:
             left = self.config.batch_wait_s - (self.clock() - self._first_pending_at)
-            wait = max(0, min(wait, math.ceil(left)))
+            wait_s = max(0, min(wait_s, math.ceil(left)))
         messages = self.queue.receive(
             max_messages=self.config.max_messages,
-            wait_seconds=wait,
+            wait_seconds=wait_s,
             visibility_seconds=self.config.visibility_s,
         )
+        cpu, _ = self._executors()
+        preparing: list[tuple[_Held, Future[bool]]] = []
         for message in messages:
             if self.stopping:  # received during shutdown: not started, give it back now
                 self.queue.set_visibility(message, 0)
                 continue
-            self._admit(message)
-            if sum(h.face_count for h in self._pending) >= self.max_batch:
-                self.flush()
+            held = self._admit(message)
+            if held is not None:
+                preparing.append((held, cpu.submit(self._prepare_guarded, held)))
+            if not self.config.overlap:  # one photo at a time, a full batch restored at once
+                self._collect(preparing)
+        self._collect(preparing)
         if self._pending and (self.stopping or self._batch_due()):
-            self.flush()
+            self._dispatch()
+        if wait:
+            self.wait_idle()
         return len(messages)
 
     def _batch_due(self) -> bool:
@@ -265,14 +319,15 @@ class GpuWorker:
         )
 
     # ------------------------------------------------------------------ admit: claim, download, prepare
-    def _admit(self, message: ReceivedMessage) -> None:
+    def _admit(self, message: ReceivedMessage) -> _Held | None:
+        """Claim the message's job; the held job to prepare, or None when there is nothing to do."""
         try:
             job_id = JobMessage.model_validate(json.loads(message.body)).job_id
         except (json.JSONDecodeError, ValidationError) as e:
             # Never valid: let SQS count the receives and move it to the DLQ.
             logger.error("not a gpu-jobs message; left for the DLQ", extra={"error": str(e)})
             self.queue.set_visibility(message, 0)
-            return
+            return None
         job = self.jobs.get(job_id)
         if job is None or job.terminal:
             logger.info(
@@ -280,7 +335,7 @@ class GpuWorker:
                 extra={"job_id": job_id, "state": job.state.value if job else None},
             )
             self.queue.delete(message)
-            return
+            return None
         now = self.clock()
         claimed = self.jobs.claim(
             job_id, worker_id=self.worker_id, lease_until=now + self.config.lease_s, now=now
@@ -289,12 +344,12 @@ class GpuWorker:
             current = self.jobs.get(job_id)
             if current is None or current.terminal:
                 self.queue.delete(message)
-                return
+                return None
             # Another worker holds it under a live lease: look again once that lease could have run out.
             left = (current.lease_expires_at or now) - now
             self.queue.set_visibility(message, int(min(43_000, max(1, left + 1))))
             logger.info("job held by another worker", extra={"job_id": job_id, "holder": current.worker_id})
-            return
+            return None
         if job.state == JobState.RUNNING:
             logger.warning(
                 "took over a job whose worker stopped renewing its lease",
@@ -303,12 +358,17 @@ class GpuWorker:
         held = _Held(message=message, job=claimed, started=time.perf_counter())
         with self._lock:
             self._held[message.message_id] = held
+        return held
+
+    def _prepare_guarded(self, held: _Held) -> bool:
+        """On a CPU thread: download and prepare; True when the photo is ready for the batch."""
         try:
-            self._prepare(held)
+            return self._prepare(held)
         except Exception as e:  # any failure of this job is recorded on it; the loop goes on
             self._fail(held, e)
+            return False
 
-    def _prepare(self, held: _Held) -> None:
+    def _prepare(self, held: _Held) -> bool:
         job = held.job
         t = time.perf_counter()
         stored = self.media.open(job.source_key)
@@ -316,21 +376,68 @@ class GpuWorker:
             data = stored.body.read()
         held.timings["download"] = _ms(t)
         if not self._progress(held, 10):  # cancelled (or taken over) before the work starts
-            return
+            return False
         prepared = self.enhancer.prepare(data, job.params)
         held.prepared = prepared
         held.timings.update(prepared.timings)
-        if not self._progress(held, 40):  # cancelled while it was being prepared
-            return
-        if not self._pending:
-            self._first_pending_at = self.clock()
-        self._pending.append(held)
+        # False when cancelled while it was being prepared
+        return self._progress(held, 40)
+
+    def _collect(self, preparing: list[tuple[_Held, Future[bool]]]) -> None:
+        """Take the prepared photos in the order they were received (batches do not depend on thread
+        timing), dispatching a batch whenever one is full."""
+        while preparing:
+            held, ready = preparing.pop(0)
+            if ready.result():
+                self._add_pending(held)
+                if sum(h.face_count for h in self._pending) >= self.max_batch:
+                    self._dispatch()
+
+    def _add_pending(self, held: _Held) -> None:
+        with self._lock:
+            if not self._pending:
+                self._first_pending_at = self.clock()
+            self._pending.append(held)
 
     # ------------------------------------------------------------------ restore a batch, finish each
     def flush(self) -> None:
-        pending, self._pending, self._first_pending_at = self._pending, [], None
+        """Dispatch what is prepared and wait until every dispatched batch is finished."""
+        self._dispatch()
+        self.wait_idle()
+
+    def wait_idle(self) -> None:
+        """Wait for every dispatched batch: restored, and each of its photos finished."""
+        while self._in_flight:
+            self._wait(self._in_flight.pop(0))
+
+    def _reap(self) -> None:
+        """Forget the batches already finished (from the oldest), raising what one of them raised."""
+        while (
+            self._in_flight
+            and self._in_flight[0].done()
+            and all(f.done() for f in self._in_flight[0].result())
+        ):
+            self._wait(self._in_flight.pop(0))
+
+    @staticmethod
+    def _wait(batch: Future[list[Future[None]]]) -> None:
+        for finishing in batch.result():
+            finishing.result()
+
+    def _dispatch(self) -> None:
+        """Hand the prepared photos to the restorer's thread (after the oldest batch when too many are in
+        flight)."""
+        with self._lock:
+            pending, self._pending, self._first_pending_at = self._pending, [], None
         if not pending:
             return
+        while len(self._in_flight) >= max(1, self.config.max_batches_in_flight):
+            self._wait(self._in_flight.pop(0))
+        _, gpu = self._executors()
+        self._in_flight.append(gpu.submit(self._restore_batch, pending))
+
+    def _restore_batch(self, pending: list[_Held]) -> list[Future[None]]:
+        """On the restorer's thread: one batched restore, then each photo's finish handed to a CPU thread."""
         counts = [h.face_count for h in pending]
         total = sum(counts)
         restored_parts: list[np.ndarray] = []
@@ -346,19 +453,28 @@ class GpuWorker:
             except Exception as e:  # the whole batch failed: each job is retried on its own terms
                 for held in pending:
                     self._fail(held, e)
-                return
+                return []
+            finally:
+                self.restore_busy_s += time.perf_counter() - t
             restore_ms = _ms(t)
+            self.restored_faces += total
             restored = np.concatenate(outputs, axis=0)
             restored_parts = np.split(restored, np.cumsum(counts)[:-1])
         else:
             restored_parts = [np.zeros((0, 3, 512, 512), np.float32) for _ in pending]
         logger.info("restored a batch", extra={"photos": len(pending), "faces": total, "ms": restore_ms})
+        cpu, _ = self._executors()
+        finishing = []
         for held, part in zip(pending, restored_parts, strict=True):
             held.timings["restore"] = restore_ms
-            try:
-                self._finish(held, part, batch_faces=total)
-            except Exception as e:
-                self._fail(held, e)
+            finishing.append(cpu.submit(self._finish_guarded, held, part, total))
+        return finishing
+
+    def _finish_guarded(self, held: _Held, restored: np.ndarray, batch_faces: int) -> None:
+        try:
+            self._finish(held, restored, batch_faces=batch_faces)
+        except Exception as e:
+            self._fail(held, e)
 
     def _finish(self, held: _Held, restored: np.ndarray, *, batch_faces: int) -> None:
         job = held.job
@@ -474,9 +590,7 @@ class GpuWorker:
                 from_states=(JobState.RUNNING,),
                 to_state=JobState.QUEUED,
                 held_by=self.worker_id,
-                set_fields={
-                    "error": JobError(code=code, message=f"attempt failed, will retry: {detail}").model_dump()
-                },
+                set_fields={"error": JobError(code=code, message=f"{RETRY_PREFIX}{detail}").model_dump()},
                 remove_fields=("lease_expires_at", "worker_id"),
             )
             self._release(held, delay=self.config.retry_delay_s)
@@ -490,8 +604,8 @@ class GpuWorker:
             self.queue.delete(held.message)
         with self._lock:
             self._held.pop(held.message.message_id, None)
-        if held in self._pending:
-            self._pending.remove(held)
+            if held in self._pending:
+                self._pending.remove(held)
 
     # ------------------------------------------------------------------ keep-alive
     def _keepalive_loop(self) -> None:

@@ -11,6 +11,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from photopipe.adapters.fleet_deployment import FleetDeploymentParameter
 from photopipe.adapters.workers import WorkersRepository
 from photopipe.errors import BadRequestError, UnauthorizedError
 from photopipe.models import HEALTHY_WITHIN_S, WorkerRecord
@@ -34,6 +35,8 @@ class Fleet:
     workers: WorkersRepository
     # Returns the shared secret (read through the secrets cache, so a rotation takes effect).
     secret: Callable[[], str]
+    # The GPU stack's parameter (the API's fleet): while it exists, jobs are queued with no worker up.
+    deployment: FleetDeploymentParameter | None = None
 
     def authorize(self, presented: str | None) -> None:
         """Constant-time check of the shared secret; the value is never logged, either way."""
@@ -89,11 +92,16 @@ class Fleet:
         return FleetHealth(healthy=healthy, unhealthy=len(workers) - healthy)
 
     def unavailable_reason(self) -> str | None:
-        """None when at least one worker is healthy; else what a person should know and do."""
+        """None when a job would run: a worker is healthy, or a GPU fleet that scales from zero is deployed
+        (the queue's backlog starts a worker). Else what a person should know and do."""
         if self.health().healthy:
             return None
+        if self.deployment is not None and self.deployment.read() is not None:
+            logger.info("no worker up; the job is queued for the GPU fleet to scale from zero")
+            return None
         return (
-            f"no enhancement worker has reported in the last {HEALTHY_WITHIN_S} seconds, so the job would "
-            "not run. Try again when a GPU worker is up. Running locally? Export the face model once "
-            f"(`{EXPORT_COMMAND}`) and restart the local stack, which then starts a CPU worker."
+            f"no GPU fleet is deployed and no enhancement worker has reported in the last {HEALTHY_WITHIN_S} "
+            "seconds, so the job would never run. Deploy the GPU worker stack (infra/gpu-worker/stack.yaml: it "
+            "starts workers from zero when jobs wait) or start a worker. Running locally? Export the face model "
+            f"once (`{EXPORT_COMMAND}`) and restart the local stack, which then starts a CPU worker."
         )

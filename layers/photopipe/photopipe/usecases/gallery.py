@@ -6,9 +6,14 @@ from dataclasses import dataclass
 
 from photopipe.adapters.images import ImagesRepository
 from photopipe.adapters.s3 import MediaStore
-from photopipe.errors import NotFoundError
+from photopipe.errors import NotFoundError, PhotopipeError
 from photopipe.models import ImageRecord, ImageState
 from photopipe.observability import logger
+
+
+def rendition_keys(user_id: str, image_id: str) -> list[str]:
+    """Every object ingest may write for a photo (whether or not its record still names them)."""
+    return [f"derived/{user_id}/{image_id}/thumb.webp", f"derived/{user_id}/{image_id}/preview.jpg"]
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,20 @@ class ImageLinks:
     original: str | None
     thumbnail: str | None
     preview: str | None
+
+
+@dataclass(frozen=True)
+class DeleteFailure:
+    image_id: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class BatchDeletion:
+    deleted: list[str]
+    not_found: list[str]
+    failed: list[DeleteFailure]
 
 
 @dataclass(frozen=True)
@@ -58,15 +77,47 @@ class Gallery:
         self.images.delete(record.image_id)
         logger.info("image deleted", extra={"image_id": image_id, "objects": removed})
 
-    def delete_many(self, user_id: str, image_ids: list[str]) -> tuple[list[str], list[str]]:
-        """Returns (deleted, not_found)."""
-        deleted: list[str] = []
-        missing: list[str] = []
-        for image_id in dict.fromkeys(image_ids):
-            try:
-                self.delete(user_id, image_id)
-            except NotFoundError:
-                missing.append(image_id)
-            else:
-                deleted.append(image_id)
-        return deleted, missing
+    def delete_many(self, user_id: str, image_ids: list[str]) -> BatchDeletion:
+        """Delete up to 100 of the caller's photos in a handful of calls, whatever their number: one
+        BatchGetItem, one DeleteObjects (three keys a photo, 1,000 a call), BatchWriteItem in 25s.
+
+        A photo whose objects S3 did not all delete keeps its record (it stays listed and can be deleted
+        again) and is reported in `failed` with S3's reason; so is one whose record could not be removed."""
+        wanted = list(dict.fromkeys(image_ids))
+        records = self.images.get_many(wanted)
+        mine = [records[i] for i in wanted if i in records and records[i].user_id == user_id]
+        missing = [i for i in wanted if i not in records or records[i].user_id != user_id]
+        keys = {r.image_id: self._object_keys(r) for r in mine}
+        errors = self.media.delete_keys([k for ks in keys.values() for k in ks])
+        failed = [
+            DeleteFailure(
+                image_id=r.image_id,
+                code="delete_failed",
+                message="; ".join(f"{k}: {errors[k]}" for k in keys[r.image_id] if k in errors),
+            )
+            for r in mine
+            if any(k in errors for k in keys[r.image_id])
+        ]
+        gone = [r.image_id for r in mine if not any(k in errors for k in keys[r.image_id])]
+        try:
+            self.images.delete_many(gone)
+        except PhotopipeError as e:
+            # The objects are gone but the records stay: each photo can be deleted again.
+            failed += [DeleteFailure(image_id=i, code=e.code, message=e.message) for i in gone]
+            gone = []
+        logger.info(
+            "images deleted",
+            extra={
+                "deleted": len(gone),
+                "not_found": len(missing),
+                "failed": len(failed),
+                "objects_not_deleted": len(errors),
+            },
+        )
+        return BatchDeletion(deleted=gone, not_found=missing, failed=failed)
+
+    @staticmethod
+    def _object_keys(record: ImageRecord) -> list[str]:
+        keys = [record.original_key, *rendition_keys(record.user_id, record.image_id)]
+        keys += [k for k in (record.thumbnail_key, record.preview_key) if k and k not in keys]
+        return keys
