@@ -65,3 +65,26 @@ def test_queue_attributes_answer_as_before(sqs: SQSClient) -> None:
     with pytest.raises(ClientError) as raised:
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["NoSuchAttribute"])  # type: ignore[list-item]
     assert raised.value.response["Error"]["Code"] == "InvalidAttributeName"
+
+
+def test_the_dispatcher_finds_the_same_backend_for_each_host_as_moto() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    from moto.server import create_backend_app
+
+    from photopipe_local import moto_server
+
+    hosts: list[str | None] = [
+        "photos.s3.us-east-1.amazonaws.com",
+        "sqs.us-east-1.amazonaws.com",
+        "dynamodb.us-east-1.amazonaws.com",
+        "s3",
+        "moto_api",
+        "example.com",
+        None,
+    ]
+    apply_fixes()
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    answers = [dispatcher.get_backend_for_host(host) for host in hosts]
+    assert answers == [moto_server._backend_for_host.__wrapped__(dispatcher, host) for host in hosts]
+    assert answers == ["s3", "sqs", "dynamodb", "s3", "moto_api", None, None]
+    assert [dispatcher.get_backend_for_host(host) for host in hosts] == answers  # remembered
