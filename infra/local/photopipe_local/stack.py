@@ -330,8 +330,17 @@ class LocalStack:
         return routes
 
     def _unload_functions(self) -> None:
+        """The execution environments end with the stack, and so do the collaborators their handlers built
+        once per process (clients bound to this stack's moto, its secrets cached by Powertools): a later stack
+        in this process builds its own."""
+        from aws_lambda_powertools.utilities import parameters
+
+        from photopipe import wiring
+
         for function in self.functions.values():
             function.unload()
+        wiring.reset()
+        parameters.clear_caches()
 
     def _stop_event_sources(self) -> None:
         for source in self.event_sources:
