@@ -9,6 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+from photopipe.adapters.aws import reset_session
 from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.credits import CreditsRepository
 from photopipe.adapters.fleet_deployment import FleetDeploymentParameter
@@ -421,7 +422,8 @@ def gpu_worker(settings: WorkerSettings, *, restorer: Any | None = None, enhance
 
 
 def reset() -> None:
-    """Forget every built collaborator (tests, after switching moto fixtures)."""
+    """Forget every built collaborator and the boto3 session (tests, after switching moto fixtures)."""
+    reset_session()
     api_services.cache_clear()
     ingestor.cache_clear()
     image_classifier.cache_clear()

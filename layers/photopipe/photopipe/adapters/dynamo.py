@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from photopipe.adapters.aws import BOTO_CONFIG, error_code, translate
+from photopipe.adapters.aws import error_code, translate
+from photopipe.adapters.aws import resource as make_resource
 from photopipe.errors import BadRequestError
 
 
 def table(name: str, resource: Any | None = None) -> Any:
     """A `Table` resource (Python types in and out; numbers come back as Decimal)."""
-    dynamodb = resource or boto3.session.Session().resource("dynamodb", config=BOTO_CONFIG)
+    dynamodb = resource or make_resource("dynamodb")
     return dynamodb.Table(name)
 
 
