@@ -1,7 +1,8 @@
-"""Run Lambda handlers in this process as Lambda would: `LocalFunction` (a module name per function, a
-`LambdaContext`, one invocation at a time) and `SqsEventSource`, the event source mapping: it long-polls a
-queue, honours `ReportBatchItemFailures`, deletes what succeeded and makes what failed visible again after a
-short retry delay, so the queue's redrive policy moves poison messages to its DLQ after `maxReceiveCount`.
+"""Run Lambda handlers in this process as Lambda would: `LocalFunction` (a module name per function and
+execution environment, a `LambdaContext`, one invocation at a time per environment) and `SqsEventSource`, the
+event source mapping: it long-polls a queue, honours `ReportBatchItemFailures`, deletes what succeeded and
+makes what failed visible again after a short retry delay, so the queue's redrive policy moves poison
+messages to its DLQ after `maxReceiveCount`, with up to MaximumConcurrency batches in flight.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("photopipe_local.runtime")
 
 RETRY_DELAY_ENV, SQS_RECEIVE_MAX = "PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS", 10
+# Execution environments per function, and so batches in flight per SQS event source mapping, at most
+# (Lambda's are ReservedConcurrentExecutions and ScalingConfig.MaximumConcurrency; a laptop has fewer cores).
+CONCURRENCY_ENV = "PHOTOPIPE_LOCAL_CONCURRENCY"
 # Removed from the process environment while the stack runs: they would point boto3 somewhere else
 # (profiles, session tokens, per-service endpoints) or change Powertools' behaviour (POWERTOOLS_DEV).
 REMOVED_ENVIRONMENT = {"POWERTOOLS_DEV", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"}
@@ -93,6 +97,17 @@ def retry_delay_from_environment() -> int:
     return int(raw)
 
 
+def machine_concurrency() -> int:
+    """`photopipe local run`'s default concurrency: one environment per CPU core, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def concurrency_from_environment(default: int = 1) -> int:
+    if not (raw := os.environ.get(CONCURRENCY_ENV) or str(default)).isdigit() or int(raw) < 1:
+        raise ValueError(f"{CONCURRENCY_ENV} must be a whole number of at least 1: {raw!r}")
+    return int(raw)
+
+
 class LambdaContext:
     """The context object Lambda passes to a Python handler (the attributes handlers and Powertools use)."""
 
@@ -143,29 +158,70 @@ def load_handler(function: FunctionSpec, module_name: str | None = None) -> Hand
 
 
 class LocalFunction:
-    """One function's warm execution environment: its handler, invoked one event at a time."""
+    """One function's warm execution environments, each running one invocation at a time. Up to
+    `concurrency` of them exist, each made on first need by `loader(n)` (a cold start: `load()` imports the
+    handler module afresh under its own name, so module state such as a `BatchProcessor` is the environment's
+    own; the photopipe package and its cached clients are shared, as they are between functions here)."""
 
-    def __init__(self, spec: FunctionSpec, handler: Handler) -> None:
-        self.spec, self.handler, self._lock = spec, handler, threading.Lock()
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        loader: Callable[[int], Handler] | None = None,
+    ) -> None:
+        self.spec, self.handler, self._loader = spec, handler, loader
+        self.concurrency = max(1, concurrency) if loader is not None else 1
+        self.module_name, self.environments = module_name_for(spec.logical_id), 1
+        self._idle, self._available = [handler], threading.Condition()
 
     @classmethod
-    def load(cls, spec: FunctionSpec, module_name: str | None = None) -> LocalFunction:
-        return cls(spec, load_handler(spec, module_name))
+    def load(
+        cls, spec: FunctionSpec, module_name: str | None = None, *, concurrency: int = 1
+    ) -> LocalFunction:
+        name = module_name or module_name_for(spec.logical_id)
+        loader: Callable[[int], Handler] = lambda n: load_handler(spec, f"{name}_{n}")  # noqa: E731
+        function = cls(spec, load_handler(spec, name), concurrency=concurrency, loader=loader)
+        function.module_name = name
+        return function
 
     def unload(self) -> None:
-        sys.modules.pop(module_name_for(self.spec.logical_id), None)
+        for n in range(self.environments):
+            sys.modules.pop(f"{self.module_name}_{n}" if n else self.module_name, None)
 
     def invoke(self, event: Any, *, request_id: str | None = None) -> Any:
-        """Invoke the handler; its exception propagates to the caller (who decides what failure means)."""
-        with self._lock:
-            started = time.monotonic()
-            try:
-                return self.handler(event, LambdaContext(self.spec, request_id=request_id))
-            finally:
-                if (elapsed := time.monotonic() - started) > self.spec.timeout:
-                    extra = {"function": self.spec.logical_id, "timeout_s": self.spec.timeout}
-                    message = "invocation ran past the function's Timeout; Lambda would have stopped it"
-                    logger.warning(message, extra=extra | {"duration_ms": round(elapsed * 1000)})
+        """Invoke the handler in an idle environment (waiting for one while `concurrency` are busy); its
+        exception propagates to the caller (who decides what failure means)."""
+        handler = self._acquire()
+        started = time.monotonic()
+        try:
+            return handler(event, LambdaContext(self.spec, request_id=request_id))
+        finally:
+            with self._available:
+                self._idle.append(handler)
+                self._available.notify()
+            if (elapsed := time.monotonic() - started) > self.spec.timeout:
+                extra = {"function": self.spec.logical_id, "timeout_s": self.spec.timeout}
+                message = "invocation ran past the function's Timeout; Lambda would have stopped it"
+                logger.warning(message, extra=extra | {"duration_ms": round(elapsed * 1000)})
+
+    def _acquire(self) -> Handler:
+        with self._available:
+            while not self._idle and self.environments >= self.concurrency:
+                self._available.wait()
+            if self._idle:
+                return self._idle.pop()  # the most recently used: as few environments stay warm as will do
+            self.environments += 1
+            number = self.environments - 1
+        assert self._loader is not None  # a second environment only with a loader
+        try:
+            return self._loader(number)  # outside the lock: the other environments keep serving
+        except BaseException:
+            with self._available:
+                self.environments -= 1
+                self._available.notify()
+            raise
 
 
 # ---------------------------------------------------------------------------------------------- SQS
@@ -220,7 +276,10 @@ def failed_message_ids(response: Any, message_ids: Sequence[str]) -> tuple[set[s
 
 
 class SqsEventSource(threading.Thread):
-    """An SQS event source mapping for one function event: a thread polling the queue."""
+    """An SQS event source mapping for one function event: a thread polling the queue. With `concurrency`
+    above 1 (the mapping's ScalingConfig.MaximumConcurrency, as far as the local stack allows) it adds a
+    poller, each with its own batch in flight, whenever a receive finds messages, up to that many; an added
+    poller stops at its first empty receive, as Lambda scales its pollers with the backlog."""
 
     poll_wait_seconds = 1  # how long a receive waits for the first message: the poller stops within it
 
@@ -233,14 +292,16 @@ class SqsEventSource(threading.Thread):
         *,
         region: str | None = None,  # the queue's, from its ARN unless given
         retry_delay_seconds: int | None = None,  # None: $PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS, else 1
+        concurrency: int = 1,  # batches in flight at most
     ) -> None:
         super().__init__(name=f"{function.spec.logical_id}.{event.name}", daemon=True)
         self.function, self.event, self.queue_url, self.sqs = function, event, queue_url, sqs
         self.region = region or event.queue_arn.split(":")[3]
         if retry_delay_seconds is None:
             retry_delay_seconds = retry_delay_from_environment()
-        self.retry_delay_seconds = retry_delay_seconds
+        self.retry_delay_seconds, self.concurrency = retry_delay_seconds, max(1, concurrency)
         self.busy, self._stopping, self.failed_records = threading.Event(), threading.Event(), 0
+        self._counts, self._in_flight, self._added = threading.Lock(), 0, list[threading.Thread]()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -255,13 +316,35 @@ class SqsEventSource(threading.Thread):
     def run(self) -> None:
         logger.info("sqs poller started", extra={"event_source": self.name, "queue": self.queue_url})
         while not self._stopping.is_set():
-            try:
-                self.poll_once()
-            except (ClientError, BotoCoreError):
-                if not self._stopping.is_set():
-                    logger.exception("sqs poll failed; retrying", extra={"event_source": self.name})
-                    self._stopping.wait(1)
+            self._poll_guarded()
+        with self._counts:  # no poller is added once stopping
+            added = list(self._added)
+        for poller in added:
+            poller.join()
         logger.info("sqs poller stopped", extra={"event_source": self.name})
+
+    def _poll_guarded(self) -> int:
+        try:
+            return self.poll_once()
+        except (ClientError, BotoCoreError):
+            if not self._stopping.is_set():
+                logger.exception("sqs poll failed; retrying", extra={"event_source": self.name})
+                self._stopping.wait(1)
+            return 0
+
+    def _add_poller(self) -> None:
+        """Messages are waiting: one more poller, unless `concurrency` already poll."""
+        with self._counts:
+            self._added = [poller for poller in self._added if poller.is_alive()]
+            if len(self._added) + 1 >= self.concurrency or self._stopping.is_set():
+                return
+            poller = threading.Thread(target=self._poll_while_busy, name=f"{self.name}+", daemon=True)
+            self._added.append(poller)
+            poller.start()
+
+    def _poll_while_busy(self) -> None:
+        while not self._stopping.is_set() and self._poll_guarded():
+            pass
 
     def _receive(self, count: int, wait: int) -> list[MessageTypeDef]:
         most, every = max(1, min(SQS_RECEIVE_MAX, count)), ["All"]
@@ -269,13 +352,20 @@ class SqsEventSource(threading.Thread):
         response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=most, **options)
         return response.get("Messages", [])
 
+    def _count_in_flight(self, change: int) -> None:
+        with self._counts:
+            self._in_flight += change
+            (self.busy.set if self._in_flight else self.busy.clear)()
+
     def poll_once(self) -> int:
         """Receive one batch (waiting up to `poll_wait_seconds` for the first message), invoke the function
         with it and settle the messages. Returns the batch size (0 when the queue was empty)."""
         if not (first := self._receive(self.event.batch_size, self.poll_wait_seconds)):
             return 0
-        self.busy.set()  # only once there is a batch: until then the queue itself counts the messages
+        self._count_in_flight(+1)  # only once there is a batch: until then the queue itself counts them
         try:
+            if self.concurrency > 1:
+                self._add_poller()
             batch = self._collect_batch(first)
             if self._stopping.is_set():
                 self._settle(batch, visibility=0)  # hand them back untouched
@@ -283,7 +373,7 @@ class SqsEventSource(threading.Thread):
             self._process(batch)
             return len(batch)
         finally:
-            self.busy.clear()
+            self._count_in_flight(-1)
 
     def _collect_batch(self, first: list[MessageTypeDef]) -> list[MessageTypeDef]:
         """Top up the first messages to BatchSize within MaximumBatchingWindowInSeconds."""
@@ -303,6 +393,8 @@ class SqsEventSource(threading.Thread):
         records = [sqs_record(m, queue_arn=self.event.queue_arn, region=self.region) for m in messages]
         ids, started = [r["messageId"] for r in records], time.monotonic()
         extra: dict[str, Any] = {"function": self.function.spec.logical_id, "event_source": self.event.name}
+        sent = [int(r["attributes"]["SentTimestamp"]) for r in records if "SentTimestamp" in r["attributes"]]
+        extra["oldest_message_age_ms"] = round(time.time() * 1000) - min(sent) if sent else None
         try:
             response = self.function.invoke({"Records": records})
         except Exception as e:
@@ -318,7 +410,8 @@ class SqsEventSource(threading.Thread):
             if problem is not None:
                 message = "malformed partial batch response; the whole batch is retried"
                 logger.error(message, extra=extra | {"problem": problem})
-        self.failed_records += len(failed)
+        with self._counts:
+            self.failed_records += len(failed)
         self._settle([m for m in messages if m["MessageId"] not in failed])
         self._settle([m for m in messages if m["MessageId"] in failed], visibility=self.retry_delay_seconds)
         extra |= {"batch_size": len(records), "failures": len(failed)}

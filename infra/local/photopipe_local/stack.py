@@ -34,7 +34,13 @@ from starlette.routing import BaseRoute, Route
 
 from photopipe_local.gateway import GatewayServer, HttpApi, RouteTable, gateway_app
 from photopipe_local.resources import AwsClients, create_resources
-from photopipe_local.runtime import LocalFunction, SqsEventSource, local_environment, patched_environ
+from photopipe_local.runtime import (
+    LocalFunction,
+    SqsEventSource,
+    concurrency_from_environment,
+    local_environment,
+    patched_environ,
+)
 from photopipe_local.streams import StreamEventSource, stream_events
 from photopipe_local.template import (
     DEFAULT_STACK_NAME,
@@ -71,7 +77,9 @@ def reachable(endpoint: str) -> bool:
 
 class MotoServer:
     """moto in server mode on loopback: a thread of this process (`ThreadedMotoServer`), or with
-    `process=True` a `moto_server` child process, out of the handlers' GIL. Clients reach it over HTTP."""
+    `process=True` a `moto_server` child process, out of the handlers' GIL. Clients reach it over HTTP.
+    Either way with `photopipe_local.moto_server`'s fixes to its SQS (same answers, in time linear in the
+    backlog)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, process: bool = False) -> None:
         self.host, self.requested_port, self.process, self.port = host, port, process, 0
@@ -81,6 +89,11 @@ class MotoServer:
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's id (None when moto runs in this process or is stopped)."""
+        return self._child.pid if self._child is not None else None
 
     def start(self, timeout: float = 30.0) -> None:
         with socket.socket() as probe:  # a free port (ThreadedMotoServer would wait forever on a busy one)
@@ -93,10 +106,21 @@ class MotoServer:
         if not self.process:
             from moto.server import ThreadedMotoServer
 
+            from photopipe_local.moto_server import apply_fixes
+
+            apply_fixes()
             self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
             self._server.start()
         else:  # its output (werkzeug logs each request) is dropped; `moto_server -p PORT` shows a failure
-            command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+            command = [
+                sys.executable,
+                "-m",
+                "photopipe_local.moto_server",
+                "-H",
+                self.host,
+                "-p",
+                str(self.port),
+            ]
             quiet = subprocess.DEVNULL
             self._child = subprocess.Popen(command, stdout=quiet, stderr=quiet)  # noqa: S603 - our own argv
             deadline = time.monotonic() + timeout
@@ -133,9 +157,12 @@ class LocalStack:
     soon a failed SQS message is retried (None: $PHOTOPIPE_LOCAL_RETRY_DELAY_SECONDS or 1; Lambda would wait
     for the visibility timeout). wechat_sandbox: stand a sandbox in for WeChat Pay on loopback (the API's
     payment settings and the `WechatPaySecret` point at it; `POST /sandbox/wechatpay/orders/{id}/pay` on the
-    gateway pays an order through it). Each function runs one invocation at a time (one warm execution
-    environment); different functions run concurrently, sharing this process's module state (Powertools,
-    cached clients).
+    gateway pays an order through it). concurrency: batches in flight per SQS event source mapping, at most
+    (None: $PHOTOPIPE_LOCAL_CONCURRENCY or 1; a mapping's ScalingConfig.MaximumConcurrency lowers it), each
+    in an execution environment of its own. An environment runs one invocation at a time; a function has as
+    many as its busiest mapping needs (HTTP requests share them; a function with no SQS mapping has one),
+    made on first need. All run in this process, sharing its module state (Powertools, cached clients), each
+    with its own copy of the handler module.
     """
 
     def __init__(
@@ -151,6 +178,7 @@ class LocalStack:
         region: str | None = None,
         env_overrides: Mapping[str, str] | None = None,
         retry_delay_seconds: int | None = None,
+        concurrency: int | None = None,
         serve_http: bool = True,
         write_state: bool = True,
         state_file: str | Path | None = None,
@@ -163,7 +191,7 @@ class LocalStack:
         moto_port = moto_port if moto_port is not None else _port_from_env(MOTO_PORT_ENV)
         self.moto = MotoServer(host, moto_port or 0, process=moto_process)
         self.external_endpoint, self.host, self.env_overrides = moto_endpoint, host, dict(env_overrides or {})
-        self.retry_delay_seconds = retry_delay_seconds
+        self.retry_delay_seconds, self.concurrency = retry_delay_seconds, concurrency
         self.serve_http, self.write_state = serve_http, write_state
         self.state_file = Path(state_file) if state_file else default_state_file(self.template.path)
         self.endpoint, self.environment, self.physical = "", dict[str, str](), PhysicalRegistry()
@@ -228,15 +256,27 @@ class LocalStack:
         self.environment = local_environment(endpoint, self.region, specs, overrides)
         running.enter_context(patched_environ(self.environment))  # before importing: settings may be read
         running.callback(self._unload_functions)
+        most = self.concurrency if self.concurrency is not None else concurrency_from_environment()
+        batches = {
+            e: min(most, e.maximum_concurrency or most) for f in specs for e in f.sqs_events if e.enabled
+        }
         for spec in specs:  # one by one: what loaded before a failure is unloaded by stop()
-            self.functions[spec.logical_id] = LocalFunction.load(spec)
+            environments = max((batches.get(e, 1) for e in spec.sqs_events), default=1)
+            self.functions[spec.logical_id] = LocalFunction.load(spec, concurrency=environments)
 
         running.callback(self._stop_event_sources)
         for spec, event in ((f, e) for f in specs for e in f.sqs_events if e.enabled):
             queue = self.physical.by_arn(event.queue_arn)  # the template's: Template.functions() checked
             if queue is not None and queue.ref is not None:
                 function, delay = self.functions[spec.logical_id], self.retry_delay_seconds
-                source = SqsEventSource(function, event, queue.ref, clients.sqs, retry_delay_seconds=delay)
+                source = SqsEventSource(
+                    function,
+                    event,
+                    queue.ref,
+                    clients.sqs,
+                    retry_delay_seconds=delay,
+                    concurrency=batches[event],
+                )
                 self.event_sources.append(source)
                 source.start()
         streams, delay = StreamEventSource.client(endpoint, self.region), self.retry_delay_seconds
@@ -308,8 +348,17 @@ class LocalStack:
         return [route for api in self.websockets for route in api.routes()] + routes
 
     def _unload_functions(self) -> None:
+        """The execution environments end with the stack, and so do the collaborators their handlers built
+        once per process (clients bound to this stack's moto, its secrets cached by Powertools): a later stack
+        in this process builds its own."""
+        from aws_lambda_powertools.utilities import parameters
+
+        from photopipe import wiring
+
         for function in self.functions.values():
             function.unload()
+        wiring.reset()
+        parameters.clear_caches()
 
     def _stop_event_sources(self) -> None:
         sources: list[SqsEventSource | StreamEventSource] = [*self.event_sources, *self.stream_sources]

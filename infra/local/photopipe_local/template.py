@@ -160,7 +160,7 @@ class SqsEventSpec:
     batch_size: int = 10
     maximum_batching_window_seconds: int = 0
     report_batch_item_failures: bool = False
-    maximum_concurrency: int | None = None  # ScalingConfig: recorded; locally one batch at a time
+    maximum_concurrency: int | None = None  # ScalingConfig: batches in flight at most
     enabled: bool = True
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+from photopipe.adapters.aws import reset_session
 from photopipe.adapters.classification_cache import ClassificationCache
 from photopipe.adapters.connections import ConnectionsRepository
 from photopipe.adapters.credits import CreditsRepository
@@ -501,7 +502,8 @@ def set_admin(username: str, admin: bool = True, env: Mapping[str, str] | None =
 
 
 def reset() -> None:
-    """Forget every built collaborator (tests, after switching moto fixtures)."""
+    """Forget every built collaborator and the boto3 session (tests, after switching moto fixtures)."""
+    reset_session()
     api_services.cache_clear()
     websocket_authorizer.cache_clear()
     websocket_connections.cache_clear()

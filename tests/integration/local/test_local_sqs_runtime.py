@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +216,58 @@ def test_s3_uploads_reach_the_handler_through_the_bucket_notification(stack: Loc
     test_event = seen(stack, "uploader#test-event")
     assert test_event is not None
     assert test_event["bucket"] == bucket
+
+
+def test_maximum_concurrency_puts_several_batches_in_flight_one_per_environment(stack: LocalStack) -> None:
+    # GIVEN two messages, and a handler that returns only once two batches are being handled together
+    aws = clients(stack)
+    queue_url = stack.ref("ManualQueue")
+    bodies = sorted([unique("left"), unique("right")])
+    aws.sqs.send_message_batch(
+        QueueUrl=queue_url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)]
+    )
+    together, handled, environments = threading.Barrier(2), list[str](), set[int]()
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        together.wait(timeout=30)
+        handled.extend(record["body"] for record in event["Records"])
+        return {"batchItemFailures": []}
+
+    def environment(number: int) -> Callable[[dict[str, Any], Any], Any]:
+        environments.add(number)
+        return handler
+
+    function = LocalFunction(stack.functions["Worker"].spec, handler, concurrency=2, loader=environment)
+    event = SqsEventSpec(
+        name="Manual",
+        queue_arn=stack.resource("ManualQueue").attributes["Arn"],
+        batch_size=1,
+        report_batch_item_failures=True,
+        maximum_concurrency=2,
+    )
+    source = SqsEventSource(
+        function,
+        event,
+        queue_url=queue_url,
+        sqs=aws.sqs,
+        region=stack.region,
+        retry_delay_seconds=0,
+        concurrency=2,
+    )
+
+    # WHEN the event source runs until the queue is empty
+    source.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (source.backlog() or source.busy.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        source.stop()
+        source.join(30)
+
+    # THEN both batches were in the function at once, each in its own environment, and both were deleted
+    assert not together.broken
+    assert sorted(handled) == bodies
+    assert environments == {1}
+    assert source.failed_records == 0
+    assert drain(stack, "ManualQueue") == []

@@ -17,6 +17,18 @@ def test_local_group_has_run_and_invoke() -> None:
     assert (invoke.function, invoke.event) == ("IngestFunction", "-")
 
 
+def test_local_run_runs_moto_in_a_child_process_unless_told_otherwise() -> None:
+    default = parse(["local", "run"])
+    assert (default.moto_process, default.concurrency) == (True, None)
+    threaded = parse(["local", "run", "--no-moto-process", "--concurrency", "2"])
+    assert (threaded.moto_process, threaded.concurrency) == (False, 2)
+
+
+def test_local_run_refuses_a_concurrency_below_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["local", "run", "--concurrency", "0"]) == 2
+    assert "--concurrency" in capsys.readouterr().err
+
+
 def test_invoke_without_a_running_stack_says_how_to_start_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

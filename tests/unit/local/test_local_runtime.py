@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -206,3 +209,43 @@ def test_a_broken_handler_module_names_the_function(tmp_path: Path) -> None:
         LocalFunction.load(spec("Fn", tmp_path))
     with pytest.raises(FunctionLoadError, match="does not exist"):
         LocalFunction.load(spec("Fn", tmp_path / "missing"))
+
+
+def test_each_environment_runs_one_invocation_at_a_time_and_is_made_on_first_need(tmp_path: Path) -> None:
+    # GIVEN a function allowed two environments, whose handler refuses to run twice at once in its module
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent(
+            """
+            BUSY = []
+
+            def handler(event, context):
+                if BUSY:
+                    raise RuntimeError("two invocations at once in one environment")
+                BUSY.append(1)
+                try:
+                    event["together"].wait(timeout=30)  # returns only once both invocations are here
+                    return __name__
+                finally:
+                    BUSY.clear()
+            """
+        )
+    )
+    function = LocalFunction.load(spec("Fn", tmp_path), concurrency=2)
+    assert function.environments == 1
+
+    # WHEN two invocations arrive together
+    together = threading.Barrier(2)
+    with ThreadPoolExecutor(2) as pool:
+        names = set(pool.map(lambda _: function.invoke({"together": together}), range(2)))
+
+    # THEN each ran in its own environment (its own copy of the module), made when the second one came
+    assert names == {"photopipe_fn_Fn", "photopipe_fn_Fn_1"}
+    assert not together.broken
+    assert function.environments == 2
+
+    # and one at a time, the warm environments are reused rather than new ones made
+    one_party = threading.Barrier(1)
+    assert {function.invoke({"together": one_party}) for _ in range(3)} <= names
+    assert function.environments == 2
+    function.unload()
+    assert not names & set(sys.modules)

@@ -43,9 +43,19 @@ def run(
     moto_process: Annotated[
         bool,
         typer.Option(
-            "--moto-process", help="Run moto as a moto_server child process (out of the handlers' GIL)."
+            "--moto-process/--no-moto-process",
+            help="Run moto as a child process, out of the handlers' GIL, or in a thread of this one.",
         ),
-    ] = False,
+    ] = True,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Execution environments per function, at most (default: $PHOTOPIPE_LOCAL_CONCURRENCY, or "
+            "one per CPU core up to 4); the template's MaximumConcurrency lowers it per event source.",
+            show_default=False,
+        ),
+    ] = None,
     parameter: Annotated[
         list[str] | None,
         typer.Option(
@@ -73,7 +83,12 @@ def run(
     configure_logging(verbose)
     from photopipe_cli.local_stack import describe, try_it_command
     from photopipe_local.resources import ResourceCreationError
-    from photopipe_local.runtime import EnvironmentConflictError, FunctionLoadError
+    from photopipe_local.runtime import (
+        EnvironmentConflictError,
+        FunctionLoadError,
+        concurrency_from_environment,
+        machine_concurrency,
+    )
     from photopipe_local.stack import LocalStack
     from photopipe_local.template import TemplateError
 
@@ -95,6 +110,7 @@ def run(
             port=port,
             moto_port=moto_port,
             moto_process=moto_process,
+            concurrency=concurrency or concurrency_from_environment(default=machine_concurrency()),
             parameters=dict(cast(list[tuple[str, str]], parameter or [])),
         )
         with stack:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from functools import cache
 from typing import Any
 
 import boto3
@@ -32,11 +34,33 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
+_SESSION_LOCK = threading.Lock()  # a boto3 session is not thread-safe; the clients it makes are
+
+
+@cache
+def session() -> boto3.session.Session:
+    """The execution environment's one boto3 session. Its clients share the models it has loaded: a session
+    of their own each cost a cold start the same JSON files parsed again (a few hundred ms per adapter).
+    `reset_session()` forgets it (tests that switch credentials or endpoints, the local stack's stop)."""
+    return boto3.session.Session()
+
+
+def reset_session() -> None:
+    session.cache_clear()
+
+
 def client(service: str) -> Any:
     """A boto3 client with the project's retry config (and, for S3, SigV4 signing). Endpoints come from
     boto3's own AWS_ENDPOINT_URL handling, so nothing here knows whether it talks to AWS or the local stack."""
     config = _SERVICE_CONFIG.get(service, BOTO_CONFIG)
-    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+    with _SESSION_LOCK:
+        return session().client(service, config=config)  # type: ignore[call-overload]
+
+
+def resource(service: str) -> Any:
+    """A boto3 resource (DynamoDB's `Table`s) with the project's retry config, from the same session."""
+    with _SESSION_LOCK:
+        return session().resource(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
 
 
 def error_code(e: ClientError) -> str:

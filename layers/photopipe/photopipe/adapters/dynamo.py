@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from photopipe.adapters.aws import BOTO_CONFIG, error_code, translate
+from photopipe.adapters.aws import error_code, translate
+from photopipe.adapters.aws import resource as make_resource
 from photopipe.errors import BadRequestError
 
 
 def dynamodb_resource() -> Any:
     """One DynamoDB resource for the repositories of a process to share (creating one costs a cold start
-    a few hundred milliseconds: it loads the service model)."""
-    return boto3.session.Session().resource("dynamodb", config=BOTO_CONFIG)
+    a few hundred milliseconds: it loads the service model); from the process's one boto3 session."""
+    return make_resource("dynamodb")
 
 
 def table(name: str, resource: Any | None = None) -> Any:
