@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from photopipe_local.gateway import GatewayServer, HttpApi, RouteTable, gateway_app
 from photopipe_local.resources import AwsClients, create_resources
@@ -42,6 +42,7 @@ from photopipe_local.template import (
     PhysicalResource,
     Template,
 )
+from photopipe_local.web import WebUi
 from photopipe_local.wechat_sandbox import SandboxError, WechatPaySandbox
 
 logger = logging.getLogger("photopipe_local.stack")
@@ -287,6 +288,10 @@ class LocalStack:
         if routes and self.wechat is not None and "WechatPaySecret" in self.physical:
             pay = Route("/sandbox/wechatpay/orders/{order_id}/pay", self._sandbox_pay, methods=["POST"])
             routes.insert(0, pay)
+        if routes and (web := WebUi.beside(self.template.root, moto_endpoint=self.endpoint)) is not None:
+            sandbox = self.wechat is not None and "WechatPaySecret" in self.physical
+            routes.append(Route("/config.json", web.config_route(wechat_sandbox=sandbox), methods=["GET"]))
+            routes.append(Mount("/", app=web.static_files()))
         return routes
 
     def _unload_functions(self) -> None:

@@ -53,7 +53,8 @@ IGNORED_TYPES = _words(
     AWS::ApiGatewayV2::Stage AWS::SQS::QueuePolicy AWS::S3::BucketPolicy AWS::SNS::Topic AWS::SNS::TopicPolicy
     AWS::ApplicationInsights::Application AWS::ResourceGroups::Group"""
 )
-IGNORED_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Logs::", "AWS::KMS::", "AWS::CloudWatch::")
+# CloudFront: locally the gateway itself serves the web UI (photopipe_local.stack).
+IGNORED_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Logs::", "AWS::KMS::", "AWS::CloudWatch::", "AWS::CloudFront::")
 # Without these, handlers would silently miss events or calls: the local stack refuses to start.
 UNSUPPORTED_TYPES = _words(
     """AWS::ApiGateway::RestApi AWS::ApiGatewayV2::Route AWS::ApiGatewayV2::Integration

@@ -172,6 +172,25 @@ class ClassifySettings(CommonSettings, ClassifierSettings):
     price_currency: str = Field("CNY", alias="PHOTOPIPE_PRICE_CURRENCY")
 
 
+class TokenSettings(_EnvSettings):
+    """What checking the API's access tokens needs (the same rules as ApiSettings')."""
+
+    users_table: str = Field(alias="USERS_TABLE")
+    jwt_secret_id: str = Field(alias="JWT_SECRET_ID")
+    jwt_ttl_seconds: int = Field(3600, alias="JWT_TTL_SECONDS", ge=60)
+    jwt_issuer: str = Field("photopipe", alias="JWT_ISSUER")
+    jwt_audience: str = Field("photopipe-api", alias="JWT_AUDIENCE")
+
+
+class ClassifyApiSettings(ClassifySettings, TokenSettings):
+    """The classify test's function (`POST /api/v1/classify`): classification plus token checks. A photo
+    sent in the request body is limited by Lambda's 6 MB request payload, which base64 makes ~4.5 MB."""
+
+    max_request_image_bytes: int = Field(
+        4_400_000, alias="PHOTOPIPE_CLASSIFY_MAX_BYTES", ge=1024, le=4_400_000
+    )
+
+
 class ExportsSettings(_EnvSettings):
     media_bucket: str = Field(alias="MEDIA_BUCKET")
     jobs_table: str = Field(alias="JOBS_TABLE")

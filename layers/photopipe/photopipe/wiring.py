@@ -37,6 +37,7 @@ from photopipe.models import CreditPackage, parse_packages
 from photopipe.settings import (
     ApiSettings,
     ClassifierSettings,
+    ClassifyApiSettings,
     ClassifySettings,
     ExportsSettings,
     IngestSettings,
@@ -259,7 +260,10 @@ def vision_provider(settings: ClassifierSettings) -> VisionProvider | None:
 
 @lru_cache(maxsize=1)
 def image_classifier() -> ImageClassifier:
-    settings = ClassifySettings.from_env()
+    return _image_classifier(ClassifySettings.from_env())
+
+
+def _image_classifier(settings: ClassifySettings) -> ImageClassifier:
     provider = vision_provider(settings)
     return ImageClassifier(
         images=ImagesRepository(settings.images_table),
@@ -277,6 +281,35 @@ def image_classifier() -> ImageClassifier:
         else MAX_DISTANCE,
         max_receive_count=settings.max_receive_count,
         skipped_reason=NO_CLASSIFIER,
+        limits=Limits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels),
+    )
+
+
+@dataclass(frozen=True)
+class ClassifyApi:
+    """The classify test's function: token checks and the classifier."""
+
+    settings: ClassifyApiSettings
+    classifier: ImageClassifier
+    users: UsersRepository
+
+    @property
+    def accounts(self) -> Accounts:
+        secret = get_secret(self.settings.jwt_secret_id, setting="JWT_SECRET_ID")
+        tokens = TokenService(
+            secret=secret,
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+            ttl_seconds=self.settings.jwt_ttl_seconds,
+        )
+        return Accounts(users=self.users, hasher=PasswordHasher(), tokens=tokens)
+
+
+@lru_cache(maxsize=1)
+def classify_api() -> ClassifyApi:
+    settings = ClassifyApiSettings.from_env()
+    return ClassifyApi(
+        settings=settings, classifier=_image_classifier(settings), users=UsersRepository(settings.users_table)
     )
 
 
@@ -372,5 +405,6 @@ def reset() -> None:
     api_services.cache_clear()
     ingestor.cache_clear()
     image_classifier.cache_clear()
+    classify_api.cache_clear()
     exporter.cache_clear()
     order_checks.cache_clear()
