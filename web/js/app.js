@@ -89,7 +89,11 @@ const PAGES = {
 
 function LiveIndicator() {
   const [status, setStatus] = useState(liveStatus());
-  useEffect(() => onLiveStatus(setStatus), []);
+  useEffect(() => {
+    const stop = onLiveStatus(setStatus);
+    setStatus(liveStatus()); // it may have changed between the render and this subscription
+    return stop;
+  }, []);
   const text =
     status.state === "live"
       ? t("live_on")
@@ -106,7 +110,11 @@ function LiveIndicator() {
 
 function Header({ session, route }) {
   const [balance, setBalance] = useState(currentCredits());
-  useEffect(() => onCredits(setBalance), []);
+  useEffect(() => {
+    const stop = onCredits(setBalance);
+    setBalance(currentCredits());
+    return stop;
+  }, []);
   const user = session && session.user;
   const link = (name, href, label) =>
     html`<a href=${href} aria-current=${route.name === name ? "page" : undefined}>${label}</a>`;
@@ -186,4 +194,6 @@ function App() {
 }
 
 await loadConfig();
-render(html`<${App} />`, document.getElementById("app"));
+const root = document.getElementById("app");
+root.textContent = "";
+render(html`<${App} />`, root);

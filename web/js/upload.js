@@ -105,7 +105,7 @@ export function addFiles(found) {
 }
 
 export function retry(item) {
-  if (item.status !== "failed") return;
+  if (item.status !== "failed" || item.final) return; // a photo ingest refused would be refused again
   update(item, { status: "queued", error: null, progress: 0, speed: 0 });
   pump();
 }
@@ -218,7 +218,9 @@ function followUntilFinal(item) {
     const record = images.get(item.imageId);
     if (!record) return false;
     if (record.state === "rejected" || record.state === "failed") {
-      update(item, { status: "failed", error: record.reason_message || t(`state_${record.state}`), final: true });
+      // The live update names the state; the sentence comes with the record read right after it.
+      if (!record.reason_message) return false;
+      update(item, { status: "failed", error: record.reason_message, final: true });
       return true;
     }
     if (FINAL_IMAGE_STATES.has(record.state) || record.state === "processed") {

@@ -62,7 +62,7 @@ export function BuyPage() {
     }
   }
 
-  const price = (amount) => fmt.money(amount / 100, "CNY");
+  const price = (amount) => `¥${(amount / 100).toFixed(2)}`; // as the API words it (PackageOut.price)
   return html`<section>
     <h1>${t("buy_title")}</h1>
     ${balance != null ? html`<p>${t("balance", { n: balance })}</p>` : null}
@@ -75,7 +75,7 @@ export function BuyPage() {
               <p class="big">${p.credits}</p>
               <p class="muted">${p.description}</p>
               <button type="button" class="primary" disabled=${!packages.payments_enabled} onClick=${() => buy(p)}>
-                ${t("buy_package", { credits: p.credits, price: price(p.amount) })}
+                ${t("buy_package", { credits: p.credits, price: p.price || price(p.amount) })}
               </button>
             </li>`,
           )}

@@ -24,7 +24,7 @@ function Row({ item }) {
       <span class="name">${item.name}</span>
       <span class="muted">${fmt.bytes(item.size)}</span>
       <span class="status">${statusText(item)}</span>
-      ${item.status === "failed"
+      ${item.status === "failed" && !item.final
         ? html`<button type="button" onClick=${() => retry(item)} aria-label=${`${t("retry")}: ${item.name}`}>
             ${t("retry")}
           </button>`
@@ -71,7 +71,8 @@ export function UploadPage() {
       }}
       onDragLeave=${() => setOver(false)}
       onDrop=${onDrop}
-      data-testid="dropzone"
+      role="region"
+      aria-label=${t("drop_here")}
     >
       <p class="big">${t("drop_here")}</p>
       <p class="muted">${t("drop_hint")}</p>
