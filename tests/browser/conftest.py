@@ -74,6 +74,7 @@ CATEGORY_BY_SIZE = {
     (480, 320): ("pets", "a cat looking at the camera"),
     (640, 426): ("foods", "a cup of coffee"),
     (427, 640): ("travel_scenery", "a rocket at a launch site"),
+    (500, 350): ("travel_scenery", "stars in the night sky"),
 }
 
 
@@ -144,7 +145,9 @@ class WebStack:
         set_admin(username, env=self.stack.environment)
         return True
 
-    def wait_for_state(self, token: str, image_id: str, states: set[str], timeout: float = 90) -> dict[str, Any]:
+    def wait_for_state(
+        self, token: str, image_id: str, states: set[str], timeout: float = 90
+    ) -> dict[str, Any]:
         """Set-up only (the UI never polls): until the photo reaches one of `states`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -221,7 +224,9 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (apt-get install chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (apt-get install chromium)"
+        )
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
     yield browser
     browser.close()
@@ -242,7 +247,9 @@ class Console:
     def on_message(self, message: ConsoleMessage) -> None:
         if message.type != "error":
             return
-        refused = re.match(r"Failed to load resource: the server responded with a status of (\d+)", message.text)
+        refused = re.match(
+            r"Failed to load resource: the server responded with a status of (\d+)", message.text
+        )
         if refused and int(refused.group(1)) in self.allowed:
             return
         self.errors.append(f"console: {message.text} ({message.location.get('url')})")
@@ -300,6 +307,7 @@ def shot(page: Page, name: str) -> Path:
     """A full-page screenshot in test-artefacts/browser/ (looked at by a person, not compared)."""
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTEFACTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # else the sticky header is drawn where the page was scrolled to
     page.screenshot(path=str(path), full_page=True)
     return path
 
@@ -364,6 +372,7 @@ async ({ files, batch }) => {
 def drop_folder(page: Page, files: dict[str, tuple[bytes, str]], batch: int = 100) -> None:
     """Drop folders (paths with '/') onto the upload page's drop zone."""
     payload = [
-        {"path": path, "b64": base64.b64encode(body).decode(), "type": kind} for path, (body, kind) in files.items()
+        {"path": path, "b64": base64.b64encode(body).decode(), "type": kind}
+        for path, (body, kind) in files.items()
     ]
     page.evaluate(DROP_FOLDER_JS, {"files": payload, "batch": batch})

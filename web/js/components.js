@@ -77,56 +77,38 @@ export function BeforeAfter({ before, after, beforeAlt, afterAlt }) {
   </figure>`;
 }
 
-/** Horizontal bars (SVG) with the numbers in a table beside them for screen readers and copying. */
+/** Horizontal bars, one row per item: label, bar, number (the numbers are text, so screen readers and
+ * copying get them as well as the picture). */
 export function BarChart({ rows, label }) {
   const max = Math.max(1, ...rows.map((r) => r.value));
-  const rowHeight = 28;
-  const width = 100;
   return html`<figure class="chart">
-    <svg
-      role="img"
-      aria-label=${label}
-      viewBox=${`0 0 ${width} ${rows.length * rowHeight}`}
-      preserveAspectRatio="none"
-      class="bars"
-      style=${{ height: `${rows.length * rowHeight}px` }}
-    >
+    <div role="img" aria-label=${label} class="hbars">
       ${rows.map(
-        (r, i) =>
-          html`<rect
-            x="0"
-            y=${i * rowHeight + 6}
-            height=${rowHeight - 12}
-            width=${(r.value / max) * width}
-            class="bar"
-          ><title>${r.label}: ${r.value}</title></rect>`,
+        (r) => html`<div class="hbar-row">
+          <span class="hbar-label">${r.label}</span>
+          <span class="hbar-track"><span class="hbar" style=${{ width: `${(r.value / max) * 100}%` }}></span></span>
+          <strong class="hbar-value">${r.value}</strong>
+        </div>`,
       )}
-    </svg>
-    <ol class="bar-labels">
-      ${rows.map((r) => html`<li><span>${r.label}</span><strong>${r.value}</strong></li>`)}
-    </ol>
+    </div>
   </figure>`;
 }
 
-/** Columns per day for two series (requests and cache hits). */
+/** Columns per day for two series (requests and cache hits), each day labelled under its columns. */
 export function TrendChart({ days, label }) {
   const max = Math.max(1, ...days.map((d) => d.requests));
-  const w = 100 / Math.max(1, days.length);
   return html`<figure class="chart">
-    <svg role="img" aria-label=${label} viewBox="0 0 100 60" preserveAspectRatio="none" class="trend">
-      ${days.map((d, i) => {
-        const h = (d.requests / max) * 56;
-        const hh = (d.cache_hits / max) * 56;
-        return html`<g>
-          <rect x=${i * w + w * 0.1} y=${58 - h} width=${w * 0.38} height=${h} class="bar"
-            ><title>${d.day}: ${d.requests} ${t("trend_requests")}</title></rect
-          >
-          <rect x=${i * w + w * 0.52} y=${58 - hh} width=${w * 0.38} height=${hh} class="bar hits"
-            ><title>${d.day}: ${d.cache_hits} ${t("trend_hits")}</title></rect
-          >
-        </g>`;
-      })}
-    </svg>
+    <div role="img" aria-label=${label} class="columns">
+      ${days.map(
+        (d) => html`<div class="column-day" title=${`${d.day}: ${d.requests} / ${d.cache_hits}`}>
+          <div class="column-bars">
+            <span class="column" style=${{ height: `${(d.requests / max) * 100}%` }}></span>
+            <span class="column hits" style=${{ height: `${(d.cache_hits / max) * 100}%` }}></span>
+          </div>
+          <span class="column-label">${d.day.slice(5)}</span>
+        </div>`,
+      )}
+    </div>
     <p class="legend">
       <span class="key requests"></span>${t("trend_requests")} <span class="key hits"></span>${t("trend_hits")}
     </p>

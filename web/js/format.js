@@ -25,6 +25,7 @@ export function money(amount, currency) {
   return new Intl.NumberFormat(lang() === "zh" ? "zh-CN" : "en", {
     style: "currency",
     currency: currency || "CNY",
+    currencyDisplay: "narrowSymbol",
     maximumFractionDigits: 4,
   }).format(Number(amount || 0));
 }

@@ -137,7 +137,7 @@ const en = {
   job_failed: "Failed",
   job_cancelled: "Cancelled",
   progress: "Progress",
-  faces_found: "{n} faces restored",
+  faces_found: "Faces restored: {n}",
   before_after: "Before and after",
   slider: "Before/after position",
   before: "Before",

@@ -164,9 +164,7 @@ def openapi():  # no return annotation: a Response one breaks OpenAPI generation
     # classification cache and the counters, which this function may only read).
     from photopipe.api.classify_app import merged_openapi
 
-    return Response(
-        status_code=200, content_type=content_types.APPLICATION_JSON, body=merged_openapi(app)
-    )
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=merged_openapi(app))
 
 
 @app.get(f"{PREFIX}/docs", tags=["ops"], summary="Swagger UI for this API")
