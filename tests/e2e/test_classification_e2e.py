@@ -3,11 +3,13 @@ upload → processed → classified, and the same photo again costs no second mo
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
 import requests
 from aws_lambda_powertools.utilities import parameters
+from PIL import Image
 
 from photopipe import wiring
 from photopipe_local import LocalStack
@@ -73,6 +75,20 @@ def test_upload_processed_classified_and_a_copy_served_from_cache(
     assert today["exact_hits"] + today["near_hits"] == 1
 
 
+def coffee_jpeg(size: tuple[int, int]) -> bytes:
+    """A picture the module's other tests never send (so the caches have not seen it)."""
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.coffee()).resize(size).save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+def classify_now(live: LiveStack, token: str | None, data: bytes) -> requests.Response:
+    headers = {"content-type": "image/jpeg"} | ({"authorization": f"Bearer {token}"} if token else {})
+    return requests.post(f"{live.api_url}/api/v1/classify", data=data, headers=headers, timeout=60)
+
+
 def test_classify_test_route_answers_through_the_same_caches_and_counts(
     live_llm: LiveStack, fake: FakeDashScope
 ) -> None:
@@ -84,14 +100,14 @@ def test_classify_test_route_answers_through_the_same_caches_and_counts(
     token = reg.json()["token"]
     before = live.get("/api/v1/stats/today", token=token).json()
     calls = len(fake.requests)
-    photo = photo_jpeg((1200, 900))
+    photo = coffee_jpeg((1200, 800))
 
     # a photo never seen: one model call, answered at once
-    first = live.post("/api/v1/classify", token=token, data=photo, headers={"content-type": "image/jpeg"})
+    first = classify_now(live, token, photo)
     assert first.status_code == 200, first.text
     body = first.json()
     assert (body["category"], body["label_zh"], body["source"]) == ("single_person", "单人照片", "llm")
-    assert (body["width"], body["height"], body["format"]) == (1200, 900, "jpeg")
+    assert (body["width"], body["height"], body["format"]) == (1200, 800, "jpeg")
     assert len(fake.requests) == calls + 1
 
     # the same bytes as the old service's form field: the exact cache, no model call
@@ -104,9 +120,7 @@ def test_classify_test_route_answers_through_the_same_caches_and_counts(
     assert again.status_code == 200, again.text
     assert again.json()["source"] == "exact_cache"
     # the same picture resized: the near-duplicate cache, no model call
-    near = live.post(
-        "/api/v1/classify", token=token, data=photo_jpeg((600, 450)), headers={"content-type": "image/jpeg"}
-    )
+    near = classify_now(live, token, coffee_jpeg((600, 400)))
     assert near.json()["source"] in {"near_duplicate", "exact_cache"}
     assert len(fake.requests) == calls + 1
 
@@ -127,16 +141,14 @@ def test_classify_test_route_refuses_clearly(live_llm: LiveStack) -> None:
         "/api/v1/auth/register",
         json={"username": "classify-bad", "email": "bad@example.com", "password": "pw-12345678"},
     ).json()["token"]
-    jpeg = {"content-type": "image/jpeg"}
-
-    text = live.post("/api/v1/classify", token=token, data=b"plain text, not a photo\n" * 10, headers=jpeg)
+    text = classify_now(live, token, b"plain text, not a photo\n" * 10)
     assert text.status_code == 422
     assert text.json()["error"]["code"] == "unsupported_format"
-    empty = live.post("/api/v1/classify", token=token, data=b"", headers=jpeg)
+    empty = classify_now(live, token, b"")
     assert empty.status_code == 400
     assert empty.json()["error"]["code"] == "no_photo"
-    big = live.post("/api/v1/classify", token=token, data=b"\xff" * 4_500_000, headers=jpeg)
+    big = classify_now(live, token, b"\xff" * 4_500_000)
     assert big.status_code == 413
     assert "POST /api/v1/uploads" in big.json()["error"]["message"]
-    anonymous = live.post("/api/v1/classify", data=photo_jpeg((64, 64)), headers=jpeg)
+    anonymous = classify_now(live, None, photo_jpeg((64, 64)))
     assert anonymous.status_code == 401
