@@ -120,7 +120,7 @@ const en = {
   // enhancement
   enhance: "Enhance",
   enhance_title: "Face restoration and upscaling",
-  enhance_cost: "Costs one credit per photo.",
+  enhance_cost: "{n} photo(s): {n} credit(s), one per photo.",
   scale: "Scale",
   scale_help: "Output size multiplier: 2 makes a 1000 px photo 2000 px.",
   quality_level: "Quality level",
@@ -326,7 +326,7 @@ const zh = {
   no_preview: "还没有预览。",
   enhance: "增强",
   enhance_title: "人脸修复与放大",
-  enhance_cost: "每张照片消耗 1 点。",
+  enhance_cost: "{n} 张照片：消耗 {n} 点（每张 1 点）。",
   scale: "放大倍数",
   scale_help: "输出尺寸倍数：2 会把 1000 像素的照片变成 2000 像素。",
   quality_level: "质量等级",

@@ -44,7 +44,7 @@ export function EnhancePage({ id, params }) {
 
   return html`<section class="card narrow">
     <h1>${t("enhance_title")}</h1>
-    <p class="muted">${t("enhance_cost")} (${ids.length})</p>
+    <p class="muted">${t("enhance_cost", { n: ids.length })}</p>
     <${ErrorBox} error=${error} onDismiss=${() => setError(null)} />
     <form onSubmit=${submit}>
       <label for="scale">${t("scale")}</label>
