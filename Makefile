@@ -10,7 +10,7 @@ PIP    := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run install test lint format typecheck template-lint unit integration e2e bench build clean
+.PHONY: run install test lint format typecheck template-lint unit integration e2e browser bench build deploy-web clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,18 @@ $(SAMENV)/.installed:
 
 install: $(VENV)/.installed
 
+# Debian's Chromium (and a CJK font) for the web UI's browser tests: Playwright's own browser download does
+# not work here. Quick when already installed; as root (CI) or through sudo.
+BROWSER_PACKAGES := chromium fonts-wqy-microhei
+browser:
+	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROWSER_PACKAGES); }
+
 run: $(VENV)/.installed
 	$(VENV)/bin/photopipe local run
 
-test: $(VENV)/.installed-export lint typecheck template-lint
+test: $(VENV)/.installed-export browser lint typecheck template-lint
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
@@ -63,8 +71,8 @@ unit: $(VENV)/.installed-export
 integration: $(VENV)/.installed
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-e2e: $(VENV)/.installed
-	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+e2e: $(VENV)/.installed-export browser
+	$(PY) -m pytest tests/e2e tests/browser $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-export
 	$(PY) benchmarks/ingest_transform.py
@@ -75,12 +83,19 @@ bench: $(VENV)/.installed-export
 	$(PY) benchmarks/enhance.py
 	$(PY) benchmarks/cli_upload.py
 	$(PY) benchmarks/ws_latency.py
+	$(PY) benchmarks/web_first_paint.py
 
 # Lambda build of the layer and functions (needs python3.12 on PATH; pyenv has it), then the check that the
 # layer carries the runtime package only (no local stack, CLI or exporter) and fits Lambda's 250 MB.
 build: $(SAMENV)/.installed
 	PATH="$$(pyenv prefix 3.12.1 2>/dev/null)/bin:$$PATH" $(SAMENV)/bin/sam build --template template.yaml
 	$(PYTHON) infra/check_layer.py .aws-sam/build
+
+# After `sam deploy`: web/ into the stack's web bucket, config.json with its API and WebSocket URLs, then a
+# CloudFront invalidation (infra/web/deploy_web.py). STACK=photopipe-prod REGION=... for another stack.
+STACK ?= photopipe-dev
+deploy-web: $(VENV)/.installed
+	$(PY) infra/web/deploy_web.py --stack $(STACK) $(if $(REGION),--region $(REGION))
 
 clean:
 	rm -rf $(VENV) $(SAMENV) .aws-sam .photopipe .pytest_cache .mypy_cache .ruff_cache

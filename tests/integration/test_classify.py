@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import io
 import json
 import threading
@@ -374,3 +376,38 @@ def test_get_image_shows_the_classification(
     assert image["classification"]["label_en"] == "Single person"
     status, only = api.call("GET", f"/api/v1/images/{image_id}/classification", token=token)
     assert only["classification"] == image["classification"]
+
+
+def test_classify_test_function_answers_its_sample_event_then_from_the_cache(
+    stack: Stack, api: ApiClient, dashscope: FakeDashScope, ingest_handler: Any, classify_handler: Any
+) -> None:
+    from tests.conftest import load_handler
+
+    handler = load_handler("classify_api").handler
+    status, session = api.call(
+        "POST",
+        "/api/v1/auth/register",
+        body={"username": "now", "email": "now@example.com", "password": "pw-12345678"},
+    )
+    assert status == 201
+    event = load_event("api-classify.json")
+    event["headers"]["authorization"] = f"Bearer {session['token']}"
+
+    # WHEN the classify-test function gets its sample event (a JPEG in the body), twice
+    first = handler(event, FakeContext("photopipe-classify-api"))
+    second = handler(copy.deepcopy(event), FakeContext("photopipe-classify-api"))
+
+    # THEN the model answers the first, the exact cache the second, and both are counted
+    assert first["statusCode"] == 200, first["body"]
+    assert json.loads(first["body"])["source"] == "llm"
+    assert json.loads(second["body"])["source"] == "exact_cache"
+    assert llm_calls(dashscope) == 1
+    _, today = api.call("GET", "/api/v1/stats/today", token=session["token"])
+    assert (today["requests"], today["misses"], today["exact_hits"]) == (2, 1, 1)
+
+    # AND an uploaded photo with the same bytes is classified from that cache entry, no model call
+    photo = base64.b64decode(event["body"])
+    image_id = ingest(stack, ingest_handler, photo)
+    assert classify_handler(classify_event(image_id), FakeContext()) == {"batchItemFailures": []}
+    assert stack.image(image_id)["classification"]["source"] == "exact_cache"
+    assert llm_calls(dashscope) == 1

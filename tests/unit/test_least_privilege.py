@@ -150,6 +150,27 @@ EXPECTED: dict[str, dict[tuple[str, str], str]] = {
             "${OpenAIApiKeySecretName}-??????",
         ): "the OpenAI-compatible key, when a secret is named",
     },
+    "ClassifyApiFunction": {
+        (GET, _table("ClassificationCacheTable")): "exact hit; waiting for another request's answer",
+        (QUERY, _table("ClassificationCacheTable")): "near-duplicate bands",
+        (PUT, _table("ClassificationCacheTable")): "the single-flight lock",
+        (DELETE, _table("ClassificationCacheTable")): "releasing it",
+        ("dynamodb:BatchWriteItem", _table("ClassificationCacheTable")): "a result and its bands",
+        (UPDATE, _table("ClassificationCacheTable")): "the hit counter",
+        (UPDATE, _table("StatsTable")): "daily counters (ADD)",
+        (PUT, _table("StatsTable")): "distinct-user markers",
+        ("secretsmanager:GetSecretValue", "${JwtSecret}"): "checking the caller's token",
+        (
+            "secretsmanager:GetSecretValue",
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+            "${DashScopeApiKeySecretName}-??????",
+        ): "the DashScope key, when a secret is named",
+        (
+            "secretsmanager:GetSecretValue",
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+            "${OpenAIApiKeySecretName}-??????",
+        ): "the OpenAI-compatible key, when a secret is named",
+    },
     "ExportsFunction": {
         ("s3:GetObject", _objects("enhanced")): "the results copied into the ZIP",
         ("s3:GetObject", _objects("exports")): "does the ZIP exist already (HEAD)",

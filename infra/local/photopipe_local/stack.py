@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from photopipe_local.gateway import GatewayServer, HttpApi, RouteTable, gateway_app
 from photopipe_local.resources import AwsClients, create_resources
@@ -49,6 +49,7 @@ from photopipe_local.template import (
     PhysicalResource,
     Template,
 )
+from photopipe_local.web import WebUi
 from photopipe_local.websocket import WebSocketGateway, point_at_gateway, websocket_apis, websocket_gateways
 from photopipe_local.wechat_sandbox import SandboxError, WechatPaySandbox
 
@@ -345,6 +346,10 @@ class LocalStack:
         if routes and self.wechat is not None and "WechatPaySecret" in self.physical:
             pay = Route("/sandbox/wechatpay/orders/{order_id}/pay", self._sandbox_pay, methods=["POST"])
             routes.insert(0, pay)
+        if routes and (web := WebUi.beside(self.template.root, moto_endpoint=self.endpoint)) is not None:
+            sandbox = self.wechat is not None and "WechatPaySecret" in self.physical
+            routes.append(Route("/config.json", web.config_route(wechat_sandbox=sandbox), methods=["GET"]))
+            routes.append(Mount("/", app=web.static_files()))
         return [route for api in self.websockets for route in api.routes()] + routes
 
     def _unload_functions(self) -> None:

@@ -60,7 +60,8 @@ IGNORED_TYPES = _words(
     AWS::ApiGatewayV2::Deployment
     AWS::ApplicationInsights::Application AWS::ResourceGroups::Group"""
 )
-IGNORED_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Logs::", "AWS::KMS::", "AWS::CloudWatch::")
+# CloudFront: locally the gateway itself serves the web UI (photopipe_local.stack).
+IGNORED_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Logs::", "AWS::KMS::", "AWS::CloudWatch::", "AWS::CloudFront::")
 # Without these, handlers would silently miss events or calls: the local stack refuses to start.
 UNSUPPORTED_TYPES = _words(
     """AWS::ApiGateway::RestApi AWS::Events::Rule AWS::Pipes::Pipe AWS::Scheduler::Schedule

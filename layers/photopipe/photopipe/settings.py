@@ -214,6 +214,15 @@ class ClassifySettings(CommonSettings, ClassifierSettings):
     price_currency: str = Field("CNY", alias="PHOTOPIPE_PRICE_CURRENCY")
 
 
+class ClassifyApiSettings(ClassifySettings, TokenSettings):
+    """The classify test's function (`POST /api/v1/classify`): classification plus token checks. A photo
+    sent in the request body is limited by Lambda's 6 MB request payload, which base64 makes ~4.5 MB."""
+
+    max_request_image_bytes: int = Field(
+        4_400_000, alias="PHOTOPIPE_CLASSIFY_MAX_BYTES", ge=1024, le=4_400_000
+    )
+
+
 class ExportsSettings(_EnvSettings):
     media_bucket: str = Field(alias="MEDIA_BUCKET")
     jobs_table: str = Field(alias="JOBS_TABLE")

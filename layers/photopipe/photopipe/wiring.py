@@ -46,6 +46,7 @@ from photopipe.settings import (
     AdminSettings,
     ApiSettings,
     ClassifierSettings,
+    ClassifyApiSettings,
     ClassifySettings,
     ConnectionsSettings,
     DeadLetterSettings,
@@ -315,7 +316,10 @@ def vision_provider(settings: ClassifierSettings) -> VisionProvider | None:
 
 @lru_cache(maxsize=1)
 def image_classifier() -> ImageClassifier:
-    settings = ClassifySettings.from_env()
+    return _image_classifier(ClassifySettings.from_env())
+
+
+def _image_classifier(settings: ClassifySettings) -> ImageClassifier:
     provider = vision_provider(settings)
     return ImageClassifier(
         images=ImagesRepository(settings.images_table),
@@ -334,7 +338,26 @@ def image_classifier() -> ImageClassifier:
         max_receive_count=settings.max_receive_count,
         skipped_reason=NO_CLASSIFIER,
         record_budget_s=settings.record_budget_seconds,
+        limits=Limits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels),
     )
+
+
+@dataclass(frozen=True)
+class ClassifyApi:
+    """The classify test's function: token checks and the classifier."""
+
+    settings: ClassifyApiSettings
+    classifier: ImageClassifier
+
+    @property
+    def tokens(self) -> TokenService:
+        return token_service(self.settings)
+
+
+@lru_cache(maxsize=1)
+def classify_api() -> ClassifyApi:
+    settings = ClassifyApiSettings.from_env()
+    return ClassifyApi(settings=settings, classifier=_image_classifier(settings))
 
 
 @lru_cache(maxsize=1)
@@ -510,6 +533,7 @@ def reset() -> None:
     live_updates.cache_clear()
     ingestor.cache_clear()
     image_classifier.cache_clear()
+    classify_api.cache_clear()
     exporter.cache_clear()
     order_checks.cache_clear()
     dead_letters.cache_clear()

@@ -112,9 +112,16 @@ class ImagesRepository:
         return ImageRecord.model_validate(item) if item else None
 
     def list_by_owner(
-        self, user_id: str, *, limit: int, cursor: str | None = None, state: ImageState | None = None
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        state: ImageState | None = None,
+        category: str | None = None,
     ) -> tuple[list[ImageRecord], str | None]:
-        """Newest first. With a state filter, keeps reading pages until `limit` matches or the end."""
+        """Newest first. With a state or category filter, keeps reading pages until `limit` matches or the
+        end."""
         start = decode_cursor(cursor, _CURSOR_KEYS)
         if start is not None and start["user_id"] != user_id:
             start = None  # a cursor from another user's listing is simply ignored
@@ -124,8 +131,13 @@ class ImagesRepository:
             "KeyConditionExpression": Key("user_id").eq(user_id),
             "ScanIndexForward": False,
         }
+        filters = []
         if state is not None:
-            kwargs["FilterExpression"] = Attr("state").eq(state.value)
+            filters.append(Attr("state").eq(state.value))
+        if category is not None:
+            filters.append(Attr("classification.category").eq(category))
+        if filters:
+            kwargs["FilterExpression"] = filters[0] if len(filters) == 1 else filters[0] & filters[1]
         last: dict[str, Any] | None = start
         while True:
             page_kwargs = {**kwargs, "Limit": limit - len(records)}

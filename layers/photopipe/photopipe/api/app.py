@@ -23,6 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn,
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from photopipe import __version__
+from photopipe.api import docs
 from photopipe.api.contract import (
     LOCATION,
     MethodIndex,
@@ -67,6 +68,8 @@ from photopipe.api.schemas import (
     PaymentStatsOut,
     PresignedPostOut,
     ProfileOut,
+    PromptCategoryOut,
+    PromptOut,
     QuotasOut,
     RefreshRequest,
     RegisterRequest,
@@ -86,6 +89,8 @@ from photopipe.api.schemas import (
     WorkerOut,
 )
 from photopipe.auth.tokens import Claims
+from photopipe.classification import PROMPT_VERSION, build_prompt
+from photopipe.classification.prompt import CATEGORY_DESCRIPTIONS
 from photopipe.errors import BadRequestError, PhotopipeError, error_body
 from photopipe.models import CATEGORY_LABELS, Category, ImageState
 from photopipe.observability import logger
@@ -263,6 +268,7 @@ def info() -> InfoOut:
         },
         accepted_content_types=sorted(ACCEPTED_CONTENT_TYPES),
         websocket_url=settings.websocket_url,
+        docs_url=f"{PREFIX}/docs",
     )
 
 
@@ -281,8 +287,50 @@ def info() -> InfoOut:
     ),
 )
 def openapi():  # no return annotation: a Response one breaks OpenAPI generation
+    # The whole HTTP API: these routes plus POST /classify, which its own function serves (it writes the
+    # classification cache and the counters, which this function may only read).
+    from photopipe.api.classify_app import merged_openapi
+
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=merged_openapi(app))
+
+
+@app.get(
+    f"{PREFIX}/docs",
+    tags=["ops"],
+    summary="Swagger UI for this API",
+    responses=answers({200: {"description": "HTML", "content": {"text/html": {}}}}, auth=False),
+)
+def swagger_ui():  # HTML (no annotation: see openapi)
     return Response(
-        status_code=200, content_type=content_types.APPLICATION_JSON, body=app.get_openapi_json_schema()
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=docs.PAGE,
+        headers={"Content-Security-Policy": docs.CSP, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@app.get(
+    f"{PREFIX}/docs/<asset>",
+    tags=["ops"],
+    summary="Swagger UI's files",
+    responses=answers(
+        {200: {"description": "JavaScript or CSS", "content": {"text/javascript": {}, "text/css": {}}}},
+        404,
+        auth=False,
+    ),
+)
+def swagger_ui_asset(
+    asset: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,128}$", max_length=128)],
+):  # JavaScript or CSS (no annotation: see openapi)
+    found = docs.asset(asset)
+    if found is None:
+        return _error(404, error_body("no_such_route", f"no Swagger UI file {asset!r}"))
+    text, content_type = found
+    return Response(
+        status_code=200,
+        content_type=content_type,
+        body=text,
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
     )
 
 
@@ -394,10 +442,17 @@ def list_images(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048, description="`next_cursor` of a page")] = None,
     state: Annotated[ImageState | None, Query()] = None,
+    category: Annotated[Category | None, Query()] = None,
 ) -> ImageList:
+    """Newest first, each with a short-lived thumbnail link (no call per photo to show a grid)."""
     gallery = api_services().gallery
-    records, next_cursor = gallery.list_images(_claims().user_id, limit=limit, cursor=cursor, state=state)
-    return ImageList(items=[ImageOut.of(r) for r in records], next_cursor=next_cursor)
+    records, next_cursor = gallery.list_images(
+        _claims().user_id, limit=limit, cursor=cursor, state=state, category=category
+    )
+    return ImageList(
+        items=[ImageOut.of(r, ImageUrls(thumbnail=gallery.thumbnail_link(r))) for r in records],
+        next_cursor=next_cursor,
+    )
 
 
 @app.post(
@@ -528,6 +583,48 @@ def stats_cache(days: Annotated[int, Query(ge=1, le=90)] = 7) -> CacheStatsOut:
 )
 def stats_categories(days: Annotated[int, Query(ge=1, le=90)] = 7) -> CategoryStatsOut:
     return CategoryStatsOut.model_validate(api_services().insights.categories(days))
+
+
+@app.get(
+    f"{PREFIX}/stats/prompt",
+    tags=["stats"],
+    security=BEARER,
+    middlewares=[require_user, require_admin],
+    responses=answers(200, 403),
+)
+def stats_prompt() -> PromptOut:
+    """The classification prompt in use: its version (part of every cache key) and text, read-only."""
+    return PromptOut(
+        version=PROMPT_VERSION,
+        model=api_services().settings.model,
+        text=build_prompt(),
+        retry_text=build_prompt(strict=True).removeprefix(build_prompt()).strip(),
+        categories=[
+            PromptCategoryOut(
+                category=c.value,
+                label_zh=CATEGORY_LABELS[c][0],
+                label_en=CATEGORY_LABELS[c][1],
+                description=CATEGORY_DESCRIPTIONS[c],
+            )
+            for c in Category
+        ],
+    )
+
+
+@app.get(
+    f"{PREFIX}/stats/fleet",
+    tags=["stats"],
+    security=BEARER,
+    middlewares=[require_user, require_admin],
+    responses=answers(200, 403),
+)
+def stats_fleet() -> ServersOut:
+    """The GPU fleet as the workers registered it (health from their heartbeats)."""
+    servers = api_services().fleet.servers()
+    healthy = sum(1 for w in servers if w.healthy)
+    return ServersOut(
+        healthy=healthy, unhealthy=len(servers) - healthy, servers=[WorkerOut.of(w) for w in servers]
+    )
 
 
 # ------------------------------------------------------------------ enhancement jobs

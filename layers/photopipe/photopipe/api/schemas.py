@@ -256,6 +256,7 @@ class InfoOut(BaseModel):
     websocket_url: str | None = Field(
         None, description="Live updates: open {websocket_url}?token=<JWT> (null when the stack has none)"
     )
+    docs_url: str | None = Field(None, description="Swagger UI for this API")
 
 
 class CheckCacheRequest(BaseModel):
@@ -579,3 +580,42 @@ class WechatNotifyAnswerOut(BaseModel):
 
     code: str
     message: str
+
+
+# ------------------------------------------------------------------ the stats page and the classify test
+class PromptCategoryOut(BaseModel):
+    category: str
+    label_zh: str
+    label_en: str
+    description: str = Field(description="What the model is told the category means")
+
+
+class PromptOut(BaseModel):
+    """The classification prompt in use (read-only: it changes with a release, and its version is part of
+    every cache key)."""
+
+    version: str
+    model: str
+    text: str
+    retry_text: str = Field(description="What is added after an answer outside the schema")
+    categories: list[PromptCategoryOut]
+
+
+class ClassifyOut(BaseModel):
+    """`POST /classify`: the category of the photo sent, from the caches or the model."""
+
+    category: str
+    label_zh: str
+    label_en: str
+    confidence: float
+    reason: str
+    source: ClassificationSource
+    distance: int | None = Field(None, description="Near duplicates: Hamming distance of the match, bits")
+    model: str
+    prompt_version: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+    sha256: str
+    phash: str

@@ -135,15 +135,7 @@ class Accounts:
 
     def authenticate(self, authorization: str | None) -> Claims:
         """Check an `Authorization: Bearer <token>` header value."""
-        if not authorization:
-            raise UnauthorizedError(
-                "missing Authorization header; send 'Authorization: Bearer <token>' from /auth/login",
-                code="missing_token",
-            )
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise UnauthorizedError("the Authorization header must be 'Bearer <token>'", code="invalid_token")
-        return self.tokens.verify(token.strip())
+        return authenticate(self.tokens, authorization)
 
     def profile(self, user_id: str) -> User:
         record = self.users.get(user_id)
@@ -263,3 +255,16 @@ def grant_admin(users: UsersRepository, username: str, *, admin: bool = True) ->
         raise NotFoundError(f"no user named {username!r}", code="user_not_found")
     logger.info("admin flag changed", extra={"user_id": record.user_id, "admin": admin})
     return _public(record)
+
+
+def authenticate(tokens: TokenService, authorization: str | None) -> Claims:
+    """Check an `Authorization: Bearer <token>` header value (every function that takes the API's tokens)."""
+    if not authorization:
+        raise UnauthorizedError(
+            "missing Authorization header; send 'Authorization: Bearer <token>' from /auth/login",
+            code="missing_token",
+        )
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("the Authorization header must be 'Bearer <token>'", code="invalid_token")
+    return tokens.verify(token.strip())

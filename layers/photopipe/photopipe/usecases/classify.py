@@ -9,14 +9,18 @@ Failures: a provider that is down, throttling or slow is retried (backoff in the
 redelivers; on the last receive the image says why and the message goes to the DLQ). A model whose answers
 stay invalid after the stricter retry is final: `classification_failed` with reason `invalid_answer`, the
 message consumed, and a duplicate delivery does not call the model again. Any other failure on the last
-receive (the preview gone, ...) is recorded on the image too (`classification_gave_up`) before the DLQ."""
+receive (the preview gone, ...) is recorded on the image too (`classification_gave_up`) before the DLQ.
+
+`classify_bytes` answers one photo sent straight to the API (the classify test, `POST /api/v1/classify`)
+through the same caches, model call and daily counters; it records nothing on any image."""
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +32,8 @@ from photopipe.adapters.s3 import MediaStore
 from photopipe.adapters.stats import StatsRepository
 from photopipe.classification import ClassificationFailed, ProviderError, Usage, VisionClassifier
 from photopipe.classification.neardup import bands, best_match
-from photopipe.errors import BadRequestError, PhotopipeError, TransientError
+from photopipe.errors import BadRequestError, PhotopipeError, ServiceUnavailableError, TransientError
+from photopipe.imaging import Limits, read_original, transform
 from photopipe.models import (
     CATEGORY_LABELS,
     CLASSIFIABLE_STATES,
@@ -90,6 +95,42 @@ def near_duplicate(
     return (result, distance) if result else None
 
 
+@dataclass(frozen=True)
+class Photo:
+    """What classification needs of one photo: its hashes, whose it is (for the daily counters) and its
+    1440 px preview, read only on a cache miss. `image_id` names it in the logs when it has one."""
+
+    sha256: str
+    phash: str | None
+    user_id: str
+    preview: Callable[[], bytes]
+    image_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A photo's category and where it came from."""
+
+    category: str
+    confidence: float
+    reason: str
+    source: ClassificationSource
+    distance: int | None = None
+
+
+@dataclass(frozen=True)
+class DirectAnswer:
+    """`classify_bytes`: the verdict plus what was learnt about the photo on the way."""
+
+    verdict: Verdict
+    format: str
+    width: int
+    height: int
+    bytes: int
+    sha256: str
+    phash: str
+
+
 @dataclass
 class ImageClassifier:
     images: ImagesRepository
@@ -101,6 +142,7 @@ class ImageClassifier:
     max_distance: int
     max_receive_count: int
     skipped_reason: str = "no vision model is configured"
+    limits: Limits = field(default_factory=Limits)
     record_budget_s: float = RECORD_BUDGET_S
     clock: Callable[[], float] = time.monotonic
 
@@ -152,103 +194,130 @@ class ImageClassifier:
             )
             return {"outcome": "ignored", "state": image.state.value}
 
-        exact = self.cache.get_exact(image.sha256)
-        if exact is not None:
-            return self._from_cache(image, exact, ClassificationSource.EXACT_CACHE, None)
-        if image.phash:
-            near = near_duplicate(self.cache, image.phash, self.max_distance)
-            if near is not None:
-                return self._from_cache(image, near[0], ClassificationSource.NEAR_DUPLICATE, near[1])
-        if self.vision is None:
+        photo = Photo(
+            sha256=image.sha256,
+            phash=image.phash,
+            user_id=image.user_id,
+            preview=lambda: self._preview_of(image),
+            image_id=image.image_id,
+        )
+        try:
+            verdict = self._resolve(photo, time_left=time_left)
+        except ClassificationFailed as e:
+            # Final: the stricter retry did not help either, so neither would a redelivery.
+            self._failed(image, e, last_attempt=True, reason=INVALID_ANSWER)
+            return {"outcome": "classification_failed", "reason": INVALID_ANSWER, "llm_calls": e.llm_calls}
+        except ProviderError as e:
+            self._failed(image, e, last_attempt=last_attempt)
+            raise
+        if verdict is None:
             return self._skip(image)
-        return self._call_llm(image, time_left=time_left, last_attempt=last_attempt)
+        self._record(image, verdict)
+        if verdict.source == ClassificationSource.LLM:
+            return {"outcome": "llm", "category": verdict.category}
+        return {"outcome": verdict.source.value, "category": verdict.category, "distance": verdict.distance}
 
-    # ------------------------------------------------------------------ outcomes
-    def _from_cache(
-        self, image: ImageRecord, result: CachedResult, source: ClassificationSource, distance: int | None
-    ) -> dict[str, Any]:
+    @tracer.capture_method
+    def classify_bytes(self, data: bytes, *, user_id: str, time_left: Callable[[], float]) -> DirectAnswer:
+        """Classify a photo sent straight to the API: checked and hashed as ingest does (an image that
+        ingest would reject raises `ImageRejected` with the same reason), then answered through the same
+        caches, model call and counters as an uploaded photo. Nothing is stored but the cache entry."""
+        with read_original(io.BytesIO(data), self.limits) as original:
+            result = transform(original, self.limits)
+        photo = Photo(
+            sha256=result.sha256, phash=result.phash, user_id=user_id, preview=lambda: result.preview.data
+        )
+        verdict = self._resolve(photo, time_left=time_left)
+        if verdict is None:
+            raise ServiceUnavailableError(self.skipped_reason, code="classifier_unavailable")
+        return DirectAnswer(
+            verdict=verdict,
+            format=result.format,
+            width=result.width,
+            height=result.height,
+            bytes=result.bytes,
+            sha256=result.sha256,
+            phash=result.phash,
+        )
+
+    # ------------------------------------------------------------------ the cache, then the model
+    def _resolve(self, photo: Photo, *, time_left: Callable[[], float]) -> Verdict | None:
+        """Exact cache, near-duplicate cache, then the model; None when it missed and there is no model.
+        Every answer (and every failure) is counted in the day's statistics."""
+        exact = self.cache.get_exact(photo.sha256)
+        if exact is not None:
+            return self._hit(photo, exact, ClassificationSource.EXACT_CACHE, None)
+        if photo.phash:
+            near = near_duplicate(self.cache, photo.phash, self.max_distance)
+            if near is not None:
+                return self._hit(photo, near[0], ClassificationSource.NEAR_DUPLICATE, near[1])
+        if self.vision is None:
+            self._count(photo.user_id, {"requests": 1, "skipped": 1})
+            return None
+        return self._ask_model(photo, time_left=time_left)
+
+    def _hit(
+        self, photo: Photo, result: CachedResult, source: ClassificationSource, distance: int | None
+    ) -> Verdict:
         self.cache.count_hit(result.sha256)
         hit = "exact_hits" if source == ClassificationSource.EXACT_CACHE else "near_hits"
         self._count(
-            image, {"requests": 1, hit: 1, "saved_micro": micros(result.cost), f"cat_{result.category}": 1}
+            photo.user_id,
+            {"requests": 1, hit: 1, "saved_micro": micros(result.cost), f"cat_{result.category}": 1},
         )
         metrics.add_metric(
             name="ExactCacheHits" if source == ClassificationSource.EXACT_CACHE else "NearDuplicateHits",
             unit=MetricUnit.Count,
             value=1,
         )
-        self._record(image, result.category, result.confidence, result.reason, source, distance)
         logger.info(
             "classified from cache",
             extra={
-                "image_id": image.image_id,
+                "image_id": photo.image_id,
                 "source": source.value,
                 "category": result.category,
                 "distance": distance,
             },
         )
-        return {"outcome": source.value, "category": result.category, "distance": distance}
+        return Verdict(result.category, result.confidence, result.reason, source, distance)
 
-    def _skip(self, image: ImageRecord) -> dict[str, Any]:
-        self.images.transition(
-            image.image_id,
-            from_states=CLASSIFIABLE_STATES,
-            to_state=ImageState.CLASSIFICATION_SKIPPED,
-            set_fields={"reason": "no_classifier", "reason_message": self.skipped_reason},
-        )
-        self._count(image, {"requests": 1, "skipped": 1})
-        logger.info("classification skipped", extra={"image_id": image.image_id})
-        return {"outcome": "skipped"}
-
-    def _call_llm(
-        self, image: ImageRecord, *, time_left: Callable[[], float], last_attempt: bool
-    ) -> dict[str, Any]:
+    def _ask_model(self, photo: Photo, *, time_left: Callable[[], float]) -> Verdict:
         assert self.vision is not None
-        assert image.sha256
         owner = uuid.uuid4().hex
-        lock = self.cache.try_lock(image.sha256, owner=owner, lease_seconds=max(time_left(), 30.0))
+        lock = self.cache.try_lock(photo.sha256, owner=owner, lease_seconds=max(time_left(), 30.0))
         if lock != Lock.ACQUIRED:
             wait = (
                 0.0
                 if lock == Lock.DONE
                 else min(_MAX_WAIT_FOR_OTHER_S, max(0.0, time_left() - _SAFETY_MARGIN_S))
             )
-            result = self.cache.wait_for(image.sha256, timeout=wait)
+            result = self.cache.wait_for(photo.sha256, timeout=wait)
             if result is None:
                 raise TransientError("another delivery is classifying the same photo; this one will retry")
-            return self._from_cache(image, result, ClassificationSource.EXACT_CACHE, None)
-        if not image.preview_key:
-            self.cache.release(image.sha256, owner=owner)
-            raise BadRequestError("the image has no preview to classify", code="no_preview")
+            return self._hit(photo, result, ClassificationSource.EXACT_CACHE, None)
         try:
-            with self.media.open(image.preview_key).body as body:
-                preview = body.read()
+            preview = photo.preview()
             outcome = self.vision.classify(preview, time_left=lambda: time_left() - _SAFETY_MARGIN_S)
-        except ClassificationFailed as e:
-            # Final: the stricter retry did not help either, so neither would a redelivery.
-            self.cache.release(image.sha256, owner=owner)
-            self._failed(image, e, last_attempt=True, reason=INVALID_ANSWER)
-            return {"outcome": "classification_failed", "reason": INVALID_ANSWER, "llm_calls": e.llm_calls}
-        except ProviderError as e:
-            self.cache.release(image.sha256, owner=owner)
-            self._failed(image, e, last_attempt=last_attempt)
+        except (ProviderError, ClassificationFailed) as e:
+            self.cache.release(photo.sha256, owner=owner)
+            self._count_failure(photo, e)
             raise
         except BaseException:
-            self.cache.release(image.sha256, owner=owner)
+            self.cache.release(photo.sha256, owner=owner)
             raise
         answer = outcome.answer
         cost = self.prices.cost(outcome.usage)
         self.cache.store(
-            sha256=image.sha256,
-            phash=image.phash,
-            band_keys=bands(image.phash) if image.phash else [],
+            sha256=photo.sha256,
+            phash=photo.phash,
+            band_keys=bands(photo.phash) if photo.phash else [],
             category=answer.category.value,
             confidence=answer.confidence,
             reason=answer.reason,
             cost=cost,
         )
         self._count(
-            image,
+            photo.user_id,
             {
                 "requests": 1,
                 "misses": 1,
@@ -263,13 +332,10 @@ class ImageClassifier:
         metrics.add_metric(name="LlmCalls", unit=MetricUnit.Count, value=outcome.llm_calls)
         metrics.add_metric(name="LlmInputTokens", unit=MetricUnit.Count, value=outcome.usage.input_tokens)
         metrics.add_metric(name="LlmOutputTokens", unit=MetricUnit.Count, value=outcome.usage.output_tokens)
-        self._record(
-            image, answer.category.value, answer.confidence, answer.reason, ClassificationSource.LLM, None
-        )
         logger.info(
             "classified by the model",
             extra={
-                "image_id": image.image_id,
+                "image_id": photo.image_id,
                 "category": answer.category.value,
                 "model": outcome.model,
                 "llm_calls": outcome.llm_calls,
@@ -277,20 +343,13 @@ class ImageClassifier:
                 "output_tokens": outcome.usage.output_tokens,
             },
         )
-        return {"outcome": "llm", "category": answer.category.value}
+        return Verdict(answer.category.value, answer.confidence, answer.reason, ClassificationSource.LLM)
 
-    def _failed(
-        self,
-        image: ImageRecord,
-        error: ProviderError | ClassificationFailed,
-        *,
-        last_attempt: bool,
-        reason: str | None = None,
-    ) -> None:
+    def _count_failure(self, photo: Photo, error: ProviderError | ClassificationFailed) -> None:
         usage: Usage = getattr(error, "usage", None) or Usage()
         calls = int(getattr(error, "llm_calls", 0) or 0)
         self._count(
-            image,
+            photo.user_id,
             {
                 "requests": 1,
                 "failures": 1,
@@ -301,6 +360,32 @@ class ImageClassifier:
             },
         )
         metrics.add_metric(name="ClassifyFailures", unit=MetricUnit.Count, value=1)
+
+    # ------------------------------------------------------------------ outcomes on an image record
+    def _preview_of(self, image: ImageRecord) -> bytes:
+        if not image.preview_key:
+            raise BadRequestError("the image has no preview to classify", code="no_preview")
+        with self.media.open(image.preview_key).body as body:
+            return body.read()
+
+    def _skip(self, image: ImageRecord) -> dict[str, Any]:
+        self.images.transition(
+            image.image_id,
+            from_states=CLASSIFIABLE_STATES,
+            to_state=ImageState.CLASSIFICATION_SKIPPED,
+            set_fields={"reason": "no_classifier", "reason_message": self.skipped_reason},
+        )
+        logger.info("classification skipped", extra={"image_id": image.image_id})
+        return {"outcome": "skipped"}
+
+    def _failed(
+        self,
+        image: ImageRecord,
+        error: ProviderError | ClassificationFailed,
+        *,
+        last_attempt: bool,
+        reason: str | None = None,
+    ) -> None:
         retry = "" if last_attempt else RETRY_NOTE
         self.images.transition(
             image.image_id,
@@ -338,27 +423,18 @@ class ImageClassifier:
             exc_info=error,
         )
 
-    # ------------------------------------------------------------------ helpers
-    def _record(
-        self,
-        image: ImageRecord,
-        category: str,
-        confidence: float,
-        reason: str,
-        source: ClassificationSource,
-        distance: int | None,
-    ) -> None:
-        zh, en = CATEGORY_LABELS[Category(category)]
+    def _record(self, image: ImageRecord, verdict: Verdict) -> None:
+        zh, en = CATEGORY_LABELS[Category(verdict.category)]
         classification = ImageClassification(
-            category=category,
+            category=verdict.category,
             label_zh=zh,
             label_en=en,
-            confidence=confidence,
-            reason=reason,
-            source=source,
+            confidence=verdict.confidence,
+            reason=verdict.reason,
+            source=verdict.source,
             model=self.cache.model,
             prompt_version=self.cache.prompt_version,
-            distance=distance,
+            distance=verdict.distance,
             classified_at=utcnow_iso(),
         )
         self.images.transition(
@@ -369,5 +445,5 @@ class ImageClassifier:
             remove_fields=("reason", "reason_message"),
         )
 
-    def _count(self, image: ImageRecord, counters: dict[str, int]) -> None:
-        self.stats.add(today(), counters, user_id=image.user_id)
+    def _count(self, user_id: str, counters: dict[str, int]) -> None:
+        self.stats.add(today(), counters, user_id=user_id)

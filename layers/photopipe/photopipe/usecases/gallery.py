@@ -46,9 +46,21 @@ class Gallery:
     quotas: QuotaGuard
 
     def list_images(
-        self, user_id: str, *, limit: int, cursor: str | None, state: ImageState | None
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        state: ImageState | None,
+        category: str | None = None,
     ) -> tuple[list[ImageRecord], str | None]:
-        return self.images.list_by_owner(user_id, limit=limit, cursor=cursor, state=state)
+        return self.images.list_by_owner(user_id, limit=limit, cursor=cursor, state=state, category=category)
+
+    def thumbnail_link(self, record: ImageRecord) -> str | None:
+        """A short-lived link to the 256 px thumbnail (signed locally: no call to S3)."""
+        if not record.thumbnail_key:
+            return None
+        return self.media.presigned_get(record.thumbnail_key, expires_in=self.url_ttl_seconds)
 
     def get(self, user_id: str, image_id: str) -> ImageRecord:
         record = self.images.get(image_id)

@@ -1,0 +1,103 @@
+// Buy credits: the price list, a WeChat Pay Native order shown as a QR code drawn here from its code_url,
+// and the order's state (pushed over the live updates, or asked for when the person says they have paid).
+import { api, getConfig, sandboxPay } from "../api.js";
+import { ErrorBox, Notice } from "../components.js";
+import * as fmt from "../format.js";
+import { t } from "../i18n.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
+import { onLive } from "../live.js";
+import { currentCredits, onCredits, refreshCredits } from "../shared.js";
+import { drawQr } from "../qr.js";
+
+function Qr({ text }) {
+  const ref = useRef(null);
+  useEffect(() => {
+    if (ref.current) drawQr(ref.current, text);
+  }, [text]);
+  return html`<canvas ref=${ref} class="qr" role="img" aria-label=${t("qr_label")} data-code-url=${text}></canvas>`;
+}
+
+export function BuyPage() {
+  const [packages, setPackages] = useState(null);
+  const [order, setOrder] = useState(null);
+  const [error, setError] = useState(null);
+  const [balance, setBalance] = useState(currentCredits());
+  useEffect(() => onCredits(setBalance), []);
+  useEffect(() => {
+    api.get("/payments/packages", { auth: false }).then(setPackages, setError);
+    refreshCredits();
+  }, []);
+  const check = async (id) => {
+    try {
+      const fresh = await api.get(`/payments/orders/${encodeURIComponent(id)}`);
+      setOrder(fresh);
+      if (fresh.state === "paid") refreshCredits();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  useEffect(
+    () =>
+      onLive((message) => {
+        if (order && (message.type === "order.updated" || message.type === "credits.updated")) check(order.order_id);
+      }),
+    [order && order.order_id],
+  );
+
+  async function buy(pkg) {
+    setError(null);
+    try {
+      setOrder(await api.post("/payments/orders", { package_id: pkg.package_id, method: "native" }));
+    } catch (e) {
+      setError(e);
+    }
+  }
+
+  async function payInSandbox() {
+    try {
+      await sandboxPay(order.order_id);
+      await check(order.order_id);
+    } catch (e) {
+      setError(e);
+    }
+  }
+
+  const price = (amount) => `¥${(amount / 100).toFixed(2)}`; // as the API words it (PackageOut.price)
+  return html`<section>
+    <h1>${t("buy_title")}</h1>
+    ${balance != null ? html`<p>${t("balance", { n: balance })}</p>` : null}
+    <${ErrorBox} error=${error} onDismiss=${() => setError(null)} />
+    ${packages && !packages.payments_enabled ? html`<${Notice} kind="warning">${t("payments_off")}</${Notice}>` : null}
+    ${packages
+      ? html`<ul class="packages">
+          ${packages.packages.map(
+            (p) => html`<li class="card">
+              <p class="big">${p.credits}</p>
+              <p class="muted">${p.description}</p>
+              <button type="button" class="primary" disabled=${!packages.payments_enabled} onClick=${() => buy(p)}>
+                ${t("buy_package", { credits: p.credits, price: p.price || price(p.amount) })}
+              </button>
+            </li>`,
+          )}
+        </ul>`
+      : html`<p role="status">${t("loading")}</p>`}
+    ${order
+      ? html`<div class="card order">
+          <p role="status" aria-live="polite">
+            ${t("order_state", { id: order.order_id, state: t(`order_${order.state}`) })}
+          </p>
+          ${order.state === "paid"
+            ? html`<${Notice} kind="success">${t("paid_thanks", { n: order.credits })}</${Notice}>`
+            : order.code_url && order.state === "pending"
+              ? html`<p>${t("scan_to_pay", { price: price(order.amount) })}</p>
+                  <${Qr} text=${order.code_url} />
+                  <p class="muted">${t("expires", { time: fmt.when(order.expires_at) })}</p>
+                  <button type="button" onClick=${() => check(order.order_id)}>${t("check_payment")}</button>
+                  ${getConfig().wechat_sandbox
+                    ? html` <button type="button" onClick=${payInSandbox}>${t("sandbox_pay")}</button>`
+                    : null}`
+              : null}
+        </div>`
+      : null}
+  </section>`;
+}
