@@ -20,6 +20,8 @@ GROUPS = (
     "restore",
     "camera",
     "config",
+    "admin",
     "local",
+    "dlq",
     "models",
 )
