@@ -154,6 +154,11 @@ class Api:
             raise self._error(response, auth=auth)
         return response
 
+    def send_to(self, method: str, url: str, *, json: Any = None) -> requests.Response:
+        """`method` on a URL outside `/api/v1` (the local stack's sandbox), no token; the response as it
+        came (the caller reads its status). Unreachable or timed out: `CliError`, as for any call."""
+        return self._send(method, url, json=json, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         import requests
 

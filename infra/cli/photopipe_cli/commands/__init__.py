@@ -20,6 +20,7 @@ GROUPS = (
     "restore",
     "camera",
     "config",
+    "credits",
     "admin",
     "local",
     "dlq",
