@@ -4,7 +4,12 @@
 - 401 on a call made with a token: "... log in again" (exit 3); no token at all: "not logged in" (exit 3).
 - 404: the API's message (exit 4). Anything else: the API's message (exit 1).
 
-One `requests.Session` per thread (uploads run on several), all with the same token."""
+A saved session renews itself: when its access token has expired (or is about to), or the API answers 401
+`token_expired`, the refresh token is spent once at `/auth/refresh`, the new pair saved and the request sent
+again. A refused refresh token is "log in again" (exit 3). `PHOTOPIPE_TOKEN` is never renewed.
+
+One `requests.Session` per thread (uploads run on several), all with the same token; renewing is done by
+one thread at a time (the others then use its token) and, across processes, under `credentials_lock()`."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from photopipe_cli.errors import ApiError, ApiNotFound, CliError, ExitCode, NotLoggedIn
-from photopipe_cli.settings import Credential, Server
+from photopipe_cli.settings import Credential, SavedLogin, Server
 
 if TYPE_CHECKING:
     import requests
@@ -23,6 +28,7 @@ CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
 TRANSFER_TIMEOUT_S = 300  # a presigned upload or download: between two blocks, not in total
 LOGIN_HINT = "Run `photopipe login` (or `photopipe register`), or set PHOTOPIPE_TOKEN."
+REFUSED_REFRESH = (400, 401, 403, 422)  # the refresh token is unknown, spent, expired or malformed
 
 
 def _user_agent() -> str:
@@ -37,6 +43,7 @@ class Api:
         self.credential = credential
         self._pool_size = pool_size
         self._local = threading.local()
+        self._renewing = threading.Lock()
 
     # ---------------------------------------------------------------------------------- plumbing
     @property
@@ -59,6 +66,60 @@ class Api:
             raise NotLoggedIn(f"not logged in to {self.server.url}", hint=LOGIN_HINT)
         return self.credential
 
+    # ---------------------------------------------------------------------------------- sessions
+    def _renewable(self) -> bool:
+        cred = self.credential
+        return bool(cred and cred.source == "saved" and cred.login and cred.login.refresh_token)
+
+    def token(self) -> str:
+        """The access token to send now: the saved one, renewed first if it has expired."""
+        cred = self.require_login()
+        if self._renewable() and cred.login is not None and cred.login.expired():
+            return self.renew(stale=cred.token)
+        return cred.token
+
+    def renew(self, *, stale: str) -> str:
+        """Replace the access token `stale` with a new one from the refresh token; returns the new one.
+        If another thread (or process) renewed it meanwhile, its token is taken and nothing is spent."""
+        from photopipe_cli.settings import credentials_lock, save_login, saved_login
+
+        with self._renewing:
+            cred = self.require_login()
+            if cred.token != stale:
+                return cred.token
+            with credentials_lock():
+                saved = saved_login(self.server)
+                if saved is not None and saved.token != stale and not saved.expired():
+                    login = saved  # another photopipe process renewed it first
+                else:
+                    login = self._refresh(saved or cred.login)
+                    save_login(self.server, login)
+            self.credential = Credential(login.token, "saved", login)
+            return login.token
+
+    def _refresh(self, login: SavedLogin | None) -> SavedLogin:
+        if login is None or not login.refresh_token:
+            raise NotLoggedIn(f"your saved session on {self.server.url} cannot be renewed", hint=LOGIN_HINT)
+        response = self._send(
+            "POST",
+            self.server.api + "/auth/refresh",
+            json={"refresh_token": login.refresh_token},
+            timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+        )
+        if response.status_code in REFUSED_REFRESH:
+            _code, message = _error_body(response)
+            raise NotLoggedIn(
+                f"your saved session on {self.server.url} has ended ({message}): log in again",
+                hint="Run `photopipe login`.",
+            )
+        if response.status_code >= 400:
+            raise self._error(response, auth=False)
+        session = _json(response)
+        if not isinstance(session, dict) or not isinstance(session.get("token"), str):
+            raise CliError(f"{self.server.url} answered /auth/refresh without a token")
+        return SavedLogin.from_session(session)
+
+    # ---------------------------------------------------------------------------------- requests
     def request(
         self,
         method: str,
@@ -70,22 +131,33 @@ class Api:
         allow_redirects: bool = True,
     ) -> requests.Response:
         """`method` on `/api/v1{path}`; returns a 2xx/3xx response, raises `CliError` for anything else."""
-        headers = {}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.require_login().token}"
+        token = self.token() if auth else None
         url = self.server.api + path
-        response = self._send(
-            method,
-            url,
-            headers=headers,
-            json=json,
-            params={k: v for k, v in (params or {}).items() if v is not None},
-            timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
-            allow_redirects=allow_redirects,
-        )
+        send: dict[str, Any] = {
+            "json": json,
+            "params": {k: v for k, v in (params or {}).items() if v is not None},
+            "timeout": (CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+            "allow_redirects": allow_redirects,
+        }
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = self._send(method, url, headers=headers, **send)
+        if (
+            token is not None
+            and response.status_code == 401
+            and self._renewable()
+            and _error_body(response)[0] == "token_expired"
+        ):
+            # expired before our clock said so (clock skew, a shorter TTL on the server): renew once, retry
+            headers = {"Authorization": f"Bearer {self.renew(stale=token)}"}
+            response = self._send(method, url, headers=headers, **send)
         if response.status_code >= 400:
             raise self._error(response, auth=auth)
         return response
+
+    def send_to(self, method: str, url: str, *, json: Any = None) -> requests.Response:
+        """`method` on a URL outside `/api/v1` (the local stack's sandbox), no token; the response as it
+        came (the caller reads its status). Unreachable or timed out: `CliError`, as for any call."""
+        return self._send(method, url, json=json, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         import requests

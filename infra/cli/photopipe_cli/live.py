@@ -3,6 +3,7 @@
 Protocol (server → client, JSON text frames):
     {"type": "image.updated", "image_id": ..., "state": ..., "progress"?: ..., "at": ISO time, ...}
     {"type": "job.updated",   "job_id": ...,   "state": ..., "progress"?: ..., "at": ISO time, ...}
+    {"type": "order.updated", "order_id": ..., "state": ..., "at": ISO time}   (`buy --wait`: types=ORDERS)
 The client authenticates with `?token=JWT` on the URL, which `GET /api/v1/info` announces as
 `websocket_url` (else `ws(s)://<api host>/ws` is tried; a server without live updates fails clearly).
 
@@ -37,6 +38,8 @@ OPEN_TIMEOUT_S = 10.0
 RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 30.0
 HEARTBEAT_MESSAGE = json.dumps({"action": "ping"})
+PHOTOS_AND_JOBS = frozenset({"image.updated", "job.updated"})  # what upload, enhance and watch follow
+ORDERS = frozenset({"order.updated", "credits.updated"})
 NO_LIVE_UPDATES_HINT = (
     "--wait and watch need the server's WebSocket API. Without it, upload without --wait and check "
     "each photo with `photopipe show ID`."
@@ -113,8 +116,10 @@ class LiveUpdates:
         reconnect_first_s: float = RECONNECT_FIRST_S,
         reconnect_max_s: float = RECONNECT_MAX_S,
         on_notice: Callable[[str], None] | None = None,
+        types: frozenset[str] = PHOTOS_AND_JOBS,
     ) -> None:
         self.where = where
+        self.types = types
         self._url = with_token(where.url, token)
         self._heartbeat_s = heartbeat_s
         self._keepalive_s = keepalive_s
@@ -256,7 +261,7 @@ class LiveUpdates:
                         connection.send(HEARTBEAT_MESSAGE)
                         last_sent = time.monotonic()
                     continue
-                message = _parse(raw)
+                message = _parse(raw, self.types)
                 if message is not None:
                     self._events.put(message)
         except ConnectionClosed as e:
@@ -269,12 +274,13 @@ class LiveUpdates:
         return "stopped"
 
 
-def _parse(raw: str | bytes) -> dict[str, Any] | None:
-    """A notification, or None for anything else (keepalive answers, API Gateway's own messages)."""
+def _parse(raw: str | bytes, types: frozenset[str] = PHOTOS_AND_JOBS) -> dict[str, Any] | None:
+    """A notification of one of `types`, or None for anything else (other notifications, keepalive
+    answers, API Gateway's own messages)."""
     try:
         message = json.loads(raw)
     except ValueError:
         return None
-    if isinstance(message, dict) and message.get("type") in ("image.updated", "job.updated"):
+    if isinstance(message, dict) and message.get("type") in types:
         return message
     return None

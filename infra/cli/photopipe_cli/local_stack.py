@@ -76,6 +76,17 @@ def read_state(state_file: str | Path) -> StackState:
     return state
 
 
+def running_state(template: str | Path, state_file: str | Path | None = None) -> StackState:
+    """The running local stack's state, for a user command: a `CliError` (exit 1) when there is none."""
+    from photopipe_cli.errors import CliError
+    from photopipe_local.stack import default_state_file
+
+    try:
+        return read_state(state_file or default_state_file(template))
+    except StackNotRunningError as e:
+        raise CliError(str(e)) from None
+
+
 def invoke_function(state: StackState, logical_id: str, event: Any) -> Any:
     """Run one function once on one event against the running stack, like `sam local invoke -e`. The
     environment is the stack's for the duration of the call; the handler's exception propagates."""

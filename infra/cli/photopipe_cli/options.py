@@ -23,3 +23,13 @@ ApiOption = Annotated[
         show_default=False,
     ),
 ]
+TemplateOption = Annotated[
+    str, typer.Option(help="Template of the running local stack (to find its state file).")
+]
+StateFileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The running local stack's state file (default: .photopipe/local-stack.json beside the template).",
+        show_default=False,
+    ),
+]

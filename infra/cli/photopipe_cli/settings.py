@@ -4,14 +4,18 @@
   else the local stack (`http://127.0.0.1:3000`). A URL ending in `/api/v1` is taken as its base.
 - Files: `config.json` and `credentials.json` in the user's config directory (platformdirs; override with
   `PHOTOPIPE_CONFIG_DIR`); the upload journal in the user's state directory (`PHOTOPIPE_STATE_DIR`).
-  `credentials.json` holds one token per server and is written with mode 0600 in a 0700 directory.
+  `credentials.json` holds one session per server (the access token and the refresh token that renews
+  it) and is written with mode 0600 in a 0700 directory; renewing it takes `credentials.lock` so that two
+  `photopipe` processes never spend the same refresh token (the server would end the session).
 - Token: `PHOTOPIPE_TOKEN`, else the saved token for the server in use."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,25 @@ def config_file() -> Path:
 
 def credentials_file() -> Path:
     return config_dir() / "credentials.json"
+
+
+@contextlib.contextmanager
+def credentials_lock() -> Iterator[None]:
+    """Held while a session is renewed: one process at a time reads, spends and rewrites the refresh token
+    (an advisory `flock`; where there is none, e.g. Windows, nothing is locked)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = config_dir() / "credentials.lock"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def normalize_api_url(url: str) -> str:
@@ -144,7 +167,44 @@ class SavedLogin:
     token: str
     username: str | None = None
     user_id: str | None = None
-    expires_at: str | None = None
+    expires_at: str | None = None  # the access token's expiry (ISO 8601, UTC)
+    refresh_token: str | None = None  # spent once at /auth/refresh for the next pair
+    refresh_expires_at: str | None = None
+
+    def expired(self, *, margin_s: float = 30.0) -> bool:
+        """The access token has expired, or will within `margin_s` (an unknown expiry is not expired)."""
+        from datetime import UTC, datetime, timedelta
+
+        if not self.expires_at:
+            return False
+        try:
+            expires = datetime.fromisoformat(self.expires_at)
+        except ValueError:
+            return False
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        return expires <= datetime.now(UTC) + timedelta(seconds=margin_s)
+
+    @classmethod
+    def from_session(cls, session: dict[str, Any]) -> SavedLogin:
+        """What to keep of a `SessionOut` (`/auth/register`, `/auth/login`, `/auth/refresh`)."""
+        from datetime import UTC, datetime, timedelta
+
+        def after(seconds: object) -> str | None:
+            if not isinstance(seconds, int | float | str) or not str(seconds).strip():
+                return None
+            at = datetime.now(UTC) + timedelta(seconds=int(seconds))
+            return at.isoformat(timespec="seconds")
+
+        user = session.get("user") or {}
+        return cls(
+            token=str(session["token"]),
+            username=user.get("username"),
+            user_id=user.get("user_id"),
+            expires_at=after(session.get("expires_in")),
+            refresh_token=session.get("refresh_token"),
+            refresh_expires_at=after(session.get("refresh_expires_in")),
+        )
 
 
 @dataclass(frozen=True)
@@ -168,6 +228,8 @@ def saved_login(server: Server) -> SavedLogin | None:
         username=entry.get("username"),
         user_id=entry.get("user_id"),
         expires_at=entry.get("expires_at"),
+        refresh_token=entry.get("refresh_token"),
+        refresh_expires_at=entry.get("refresh_expires_at"),
     )
 
 

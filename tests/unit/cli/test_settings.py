@@ -157,4 +157,7 @@ def test_logout_forgets_the_token(run: Run, home: Path) -> None:
     assert "Logged out of http://127.0.0.1:3000" in result.err
     assert run("config", "show", "--json").json()["login"] is None
     again = run("logout", "--json")
-    assert (again.code, again.json()) == (0, {"server": "http://127.0.0.1:3000", "logged_out": False})
+    assert (again.code, again.json()) == (
+        0,
+        {"server": "http://127.0.0.1:3000", "logged_out": False, "revoked": False},
+    )

@@ -20,6 +20,9 @@ GROUPS = (
     "restore",
     "camera",
     "config",
+    "credits",
+    "admin",
     "local",
+    "dlq",
     "models",
 )

@@ -47,24 +47,17 @@ def _password(ui: Any, from_stdin: bool, *, confirm: bool) -> str:
 
 
 def _save(ctx: Any, session: dict[str, Any]) -> dict[str, Any]:
-    from datetime import UTC, datetime, timedelta
-
     from photopipe_cli.settings import SavedLogin, save_login
 
-    user = session["user"]
-    expires_at = (datetime.now(UTC) + timedelta(seconds=int(session.get("expires_in") or 0))).isoformat(
-        timespec="seconds"
-    )
-    path = save_login(
-        ctx.server,
-        SavedLogin(
-            token=session["token"],
-            username=user.get("username"),
-            user_id=user.get("user_id"),
-            expires_at=expires_at,
-        ),
-    )
-    return {"server": ctx.server.url, "user": user, "expires_at": expires_at, "credentials_file": str(path)}
+    login = SavedLogin.from_session(session)
+    path = save_login(ctx.server, login)
+    return {
+        "server": ctx.server.url,
+        "user": session["user"],
+        "expires_at": login.expires_at,
+        "session_expires_at": login.refresh_expires_at,
+        "credentials_file": str(path),
+    }
 
 
 def register_account(
@@ -105,7 +98,7 @@ def login(
     api: ApiOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Log in and keep the token for this server (file mode 0600).
+    """Log in and keep the session for this server (file mode 0600).
 
     The password is asked for with the input hidden, or read from stdin with --password-stdin:
     `pass photopipe | photopipe login ada --password-stdin`."""
@@ -124,29 +117,50 @@ def login(
     if json_:
         ui.emit({k: v for k, v in saved.items() if k != "credentials_file"})
     else:
-        ui.success(
-            f"Logged in to {ctx.server.url} as {saved['user']['username']} (until {saved['expires_at']})."
+        until = (
+            f"the session renews itself as you use it; unused, it ends at {saved['session_expires_at']}"
+            if saved["session_expires_at"]
+            else f"until {saved['expires_at']}"
         )
+        ui.success(f"Logged in to {ctx.server.url} as {saved['user']['username']} ({until}).")
 
 
 def logout(api: ApiOption = None, json_: JsonOption = False) -> None:
-    """Forget the saved token for this server.
+    """End your session on the server and forget it here.
 
-    Tokens expire on their own; nothing is sent to the server."""
+    The server revokes the session (its refresh token stops working everywhere), then the saved tokens
+    are deleted. If the server cannot be reached the tokens are deleted all the same, with a warning:
+    the session then ends on its own when its refresh token expires."""
     import os
 
     from photopipe_cli.context import Ctx
-    from photopipe_cli.settings import forget_login
+    from photopipe_cli.errors import CliError
+    from photopipe_cli.settings import forget_login, saved_login
 
     ctx = Ctx(api=api, json_mode=json_)
+    login = saved_login(ctx.server)
+    revoked, problem = False, None
+    if login is not None and login.refresh_token:
+        try:
+            ctx.client().request(
+                "POST", "/auth/logout", auth=False, json={"refresh_token": login.refresh_token}
+            )
+            revoked = True
+        except CliError as e:
+            problem = e.message
     removed = forget_login(ctx.server)
     env = bool(os.environ.get("PHOTOPIPE_TOKEN"))
     if json_:
-        ctx.ui.emit({"server": ctx.server.url, "logged_out": removed})
+        ctx.ui.emit({"server": ctx.server.url, "logged_out": removed, "revoked": revoked})
     elif removed:
-        ctx.ui.success(f"Logged out of {ctx.server.url}.")
+        ctx.ui.success(f"Logged out of {ctx.server.url}" + (": the session is revoked." if revoked else "."))
     else:
         ctx.ui.info(f"You were not logged in to {ctx.server.url}.")
+    if problem is not None:
+        ctx.ui.warn(
+            f"the server did not revoke the session ({problem}); the tokens are forgotten here, and the "
+            "session ends on its own when its refresh token expires"
+        )
     if env:
         ctx.ui.warn("PHOTOPIPE_TOKEN is still set in your environment: unset it too")
 

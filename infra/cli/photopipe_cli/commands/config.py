@@ -85,6 +85,7 @@ def show(api: ApiOption = None, json_: JsonOption = False) -> None:
             "source": cred.source,
             "username": cred.login.username if cred.login else None,
             "expires_at": cred.login.expires_at if cred.login else None,
+            "session_expires_at": cred.login.refresh_expires_at if cred.login else None,
         }
     data = {
         "api": server.url,
@@ -102,9 +103,9 @@ def show(api: ApiOption = None, json_: JsonOption = False) -> None:
     elif cred is not None and cred.source == "PHOTOPIPE_TOKEN":
         who = "token from PHOTOPIPE_TOKEN"
     else:
-        who = f"{login['username'] or '?'}" + (
-            f", until {login['expires_at']}" if login["expires_at"] else ""
-        )
+        until = login["session_expires_at"] or login["expires_at"]
+        renews = " (renewed as it is used)" if login["session_expires_at"] else ""
+        who = f"{login['username'] or '?'}" + (f", until {until}{renews}" if until else "")
     ui.fields(
         [
             ("api", f"{server.url}  ({server.source})"),

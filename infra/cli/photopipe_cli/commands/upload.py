@@ -131,7 +131,7 @@ def open_live(ctx: Any, client: Any) -> Any:
     from photopipe_cli.live import LiveUpdates, endpoint
 
     notice = ctx.ui.info if not ctx.ui.json else (lambda _t: None)
-    return LiveUpdates(endpoint(client), client.require_login().token, on_notice=notice).open()
+    return LiveUpdates(endpoint(client), client.token(), on_notice=notice).open()
 
 
 def follow_uploads(ui: Any, client: Any, live: Any, outcomes: list[Any], timeout: float | None) -> bool:
