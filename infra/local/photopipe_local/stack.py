@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from photopipe_local.gateway import GatewayServer, HttpApi, RouteTable, gateway_app
 from photopipe_local.resources import AwsClients, create_resources
@@ -349,7 +349,7 @@ class LocalStack:
         if routes and (web := WebUi.beside(self.template.root, moto_endpoint=self.endpoint)) is not None:
             sandbox = self.wechat is not None and "WechatPaySecret" in self.physical
             routes.append(Route("/config.json", web.config_route(wechat_sandbox=sandbox), methods=["GET"]))
-            routes.append(Mount("/", app=web.static_files()))
+            routes.append(web.mount())
         return [route for api in self.websockets for route in api.routes()] + routes
 
     def _unload_functions(self) -> None:

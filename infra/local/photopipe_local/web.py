@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,6 +78,11 @@ class WebUi:
     def headers(self) -> dict[str, str]:
         return {"content-security-policy": self.csp, **SECURITY_HEADERS}
 
+    def mount(self) -> Mount:
+        """The UI's files at `/`, for every path the API does not own: a request under `/api/` that no API
+        route takes (an undeclared method, say) is the HTTP API's to answer (405 + Allow, 404), not a file."""
+        return _UiMount("/", app=self.static_files())
+
     def static_files(self) -> ASGIApp:
         return _WithHeaders(StaticFiles(directory=self.directory, html=True), self.headers())
 
@@ -91,3 +97,12 @@ class WebUi:
             return JSONResponse(body, headers=headers)
 
         return config_json
+
+
+class _UiMount(Mount):
+    API_PREFIXES = ("/api/", "/webhook/", "/sandbox/", "/ws")
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(self.API_PREFIXES):
+            return Match.NONE, {}
+        return super().matches(scope)
