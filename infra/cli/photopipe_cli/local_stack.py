@@ -107,7 +107,16 @@ def describe(stack: LocalStack) -> list[str]:
     lines = [f"photopipe local stack '{template.stack_name}' is up ({template.path}, {stack.region})"]
     if stack.gateway is not None and stack.http_api is not None:
         lines.append(f"  API           {stack.gateway.url}  ({len(stack.http_api.routes.routes)} routes)")
+    if stack.gateway is not None and stack.http_api is not None:
+        if (stack.template.root / "web" / "index.html").is_file():
+            lines.append(f"  web UI        {stack.gateway.url}/  (open it in a browser)")
+        ws = stack.gateway.url.replace("http://", "ws://", 1)
+        lines += [f"  WebSocket     {ws}{api.path}?token=<JWT>  (live updates)" for api in stack.websockets]
     lines.append(f"  AWS endpoint  {endpoint}  (moto; AWS_ENDPOINT_URL={endpoint} for the aws CLI)")
+    if stack.wechat is not None and stack.wechat.started:
+        lines.append(
+            f"  WeChat Pay    {stack.wechat.base_url}  (sandbox: `photopipe pay simulate ORDER_ID` pays an order)"
+        )
     consumers = {
         s.queue_url: f"{s.function.spec.logical_id} (batch {s.event.batch_size})" for s in stack.event_sources
     }
