@@ -3,15 +3,7 @@ import { ApiError, api, apiBase, getSession, loadConfig, onSession, signOut, upd
 import { LANGUAGES, lang, onLang, setLang, t } from "./i18n.js";
 import { html, render, useEffect, useState } from "./lib.js";
 import { liveStatus, onLive, onLiveStatus, startLive, stopLive } from "./live.js";
-import {
-  currentCredits,
-  isAdmin,
-  onCredits,
-  refreshCredits,
-  setCredits,
-  setProfile,
-  useProfile,
-} from "./shared.js";
+import { currentCredits, isAdmin, onCredits, refreshCredits, setCredits, setProfile, useProfile } from "./shared.js";
 import { FINAL_JOB_STATES, images, jobs, putImage, putJob } from "./store.js";
 import { AuthPage } from "./views/auth.js";
 import { BatchPage, EnhancePage, JobPage } from "./views/enhance.js";

@@ -21,6 +21,11 @@ async function loadAll() {
   return { today, cache, categories, prompt, fleet, at: new Date() };
 }
 
+/** A message whose `backticked` parts are commands: shown as code, not with the backticks. */
+function withCode(text) {
+  return text.split("`").map((part, i) => (i % 2 ? html`<code>${part}</code>` : part));
+}
+
 function Figure({ label, value }) {
   return html`<div class="figure"><dt>${label}</dt><dd>${value}</dd></div>`;
 }
@@ -60,7 +65,7 @@ export function StatsPage({ session }) {
     const user = (session && session.user && session.user.username) || "USERNAME";
     return html`<section>
       <h1>${t("stats_title")}</h1>
-      <${Notice} kind="warning">${t("stats_admin_only", { user })}</${Notice}>
+      <${Notice} kind="warning">${withCode(t("stats_admin_only", { user }))}</${Notice}>
     </section>`;
   }
   if (!data) {
