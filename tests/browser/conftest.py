@@ -24,14 +24,9 @@ import requests
 from aws_lambda_powertools.utilities import parameters
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Match, Mount, Route
 
 from photopipe import wiring
 from photopipe_local import LocalStack
-from photopipe_local.web import WebUi
-from tests.browser.live_stand_in import LiveStandIn
 from tests.conftest import ROOT
 from tests.fakes.dashscope_server import FakeDashScope
 
@@ -85,35 +80,9 @@ def answer_for(image: bytes) -> str:
 
 
 # ------------------------------------------------------------------ the stack
-class BrowserStack(LocalStack):
-    """The local stack; when its gateway has no WebSocket API of its own at /ws (the live-updates branch not
-    merged yet), the stand-in takes /ws."""
-
-    stand_in: LiveStandIn | None = None
-
-    def _gateway_routes(self) -> list[BaseRoute]:
-        routes = super()._gateway_routes()
-        scope = {"type": "websocket", "path": "/ws", "root_path": "", "query_string": b"", "headers": []}
-        own = [r for r in routes if not isinstance(r, Mount)]
-        if not any(r.matches(scope)[0] == Match.FULL for r in own):
-            self.stand_in = LiveStandIn()
-            # announced as the real one will be (GET /api/v1/info's websocket_url); here through config.json
-            web = WebUi.beside(self.template.root, moto_endpoint=self.endpoint)
-            assert web is not None
-            config = web.config(wechat_sandbox=True) | {"websocket_url": "/ws"}
-
-            async def config_json(_: Request) -> JSONResponse:
-                return JSONResponse(config, headers=web.headers())
-
-            routes = [r for r in routes if not (isinstance(r, Route) and r.path == "/config.json")]
-            routes.insert(0, Route("/config.json", config_json, methods=["GET"]))
-            routes.insert(0, self.stand_in.route())
-        return routes
-
-
 @dataclass
 class WebStack:
-    stack: BrowserStack
+    stack: LocalStack
     fake: FakeDashScope
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -136,14 +105,9 @@ class WebStack:
         self.users[username] = resp.json()
         return resp.json()
 
-    def grant_admin(self, username: str) -> bool:
-        """The admin flag, as `photopipe admin grant` sets it. False while the sessions branch (the flag and
-        its enforcement) is not merged: the tests then stand in for the API's answers to a plain user."""
-        set_admin = getattr(wiring, "set_admin", None)
-        if set_admin is None:
-            return False
-        set_admin(username, env=self.stack.environment)
-        return True
+    def grant_admin(self, username: str) -> None:
+        """The admin flag, set as `photopipe admin grant USERNAME` sets it."""
+        wiring.set_admin(username, env=self.stack.environment)
 
     def wait_for_state(
         self, token: str, image_id: str, states: set[str], timeout: float = 90
@@ -205,7 +169,7 @@ def web(fake_llm: FakeDashScope, model_dir: Path) -> Iterator[WebStack]:
         "DASHSCOPE_HTTP_BASE_URL": fake_llm.base_url,
         "PHOTOPIPE_MODEL_DIR": str(model_dir),
     }
-    stack = BrowserStack(
+    stack = LocalStack(
         ROOT / "template.yaml", port=0, stack_name="photopipe-browser", write_state=False, env_overrides=env
     )
     with stack:

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
+import time
 import zipfile
 from pathlib import Path
 
 import cv2
+import jwt
 import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, Route, expect
 
+from photopipe.auth.tokens import TokenService
+from photopipe.models.users import User
 from tests.browser.conftest import PASSWORD, Console, WebStack, drop_folder, jpeg, shot, signed_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -224,16 +230,8 @@ def test_statistics_for_an_admin_and_refused_to_a_plain_user(
     admin = web.register("stats-admin")
     photo = web.upload(admin["token"], "someone.jpg", jpeg("astronaut", (512, 512)))
     web.wait_for_state(admin["token"], photo, {"classified"})
-    real_flag = web.grant_admin("stats-admin")
+    web.grant_admin("stats-admin")  # after registering: the UI must read the flag from GET /profile
     web.register("plain-user")
-    if not real_flag:
-        # Until the sessions branch (the admin flag, enforced by the API) is merged, the plain user's browser
-        # gets the answers that branch gives: profile without the flag, 403 admin_only on the statistics.
-        def refuse(route: Route) -> None:
-            message = "global statistics are for admins; `photopipe admin grant USERNAME`"
-            route.fulfill(status=403, json={"error": {"code": "admin_only", "message": message}})
-
-        second_page.route("**/api/v1/stats/**", refuse)
 
     # an admin sees today's figures, the chart, the trend, the prompt and the fleet
     signed_in(page, web, "stats-admin")
@@ -255,13 +253,20 @@ def test_statistics_for_an_admin_and_refused_to_a_plain_user(
     expect(page.get_by_role("row", name="local-")).to_have_count(1, timeout=LIVE)
     shot(page, "13-stats-admin")
 
-    # a plain user is refused, with what to do about it
-    console.allow(403)
+    # a plain user is not offered the statistics, and the page does not even ask for them
+    asked: list[str] = []
+    second_page.on("request", lambda r: asked.append(r.url) if "/api/v1/stats/" in r.url else None)
     signed_in(second_page, web, "plain-user")
+    expect(second_page.get_by_role("heading", name="Your library")).to_be_visible()
+    main_nav = second_page.get_by_role("navigation", name="Main")
+    expect(main_nav.get_by_role("link", name="Upload", exact=True)).to_be_visible()
+    expect(main_nav.get_by_role("link", name="Statistics", exact=True)).to_have_count(0)
     second_page.goto(web.url + "/#/stats")
     expect(second_page.get_by_text("The statistics are for administrators")).to_be_visible()
     expect(second_page.get_by_role("img", name="Bar chart of photos per category")).to_have_count(0)
     shot(second_page, "14-stats-refused")
+    assert asked == []
+    assert console.errors == [], "\n".join(console.errors)  # second_page's console: no 403
 
 
 def test_classify_test_page_answers_and_a_known_photo_is_not_sent(
@@ -303,9 +308,76 @@ def test_buy_credits_shows_a_qr_code_that_decodes_to_the_order(page: Page, web: 
     assert decoded.startswith("weixin://wxpay/bizpayurl?pr=")
     assert decoded == qr.get_attribute("data-code-url")
 
+    # the sandbox sends its signed notify to the real callback; the order and the balance then change live
+    page.evaluate("window.__sameDocument = true")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/v1/" in r.url else None)
     page.get_by_role("button", name="Pay in the sandbox").click()
-    expect(page.get_by_text("Paid: 10 credits added.")).to_be_visible()
-    expect(page.get_by_role("link", name="Credits: 20")).to_be_visible()
+    expect(page.get_by_text("Paid: 10 credits added.")).to_be_visible(timeout=LIVE)
+    expect(page.get_by_role("link", name="Credits: 20")).to_be_visible(timeout=LIVE)
+    expect(page.get_by_text("Balance: 20 credits")).to_be_visible()
+    shot(page, "16b-buy-paid")
+    assert page.evaluate("window.__sameDocument") is True
+    assert asked == [], asked  # nothing asked for: order.updated and credits.updated said it
+
+
+def test_an_expired_session_is_renewed_once_and_sign_out_ends_it(
+    page: Page, web: WebStack, console: Console
+) -> None:
+    # GIVEN a browser whose stored access token has expired, with its refresh token still good
+    answer = web.register("renewer")
+    claims = jwt.decode(answer["token"], options={"verify_signature": False})
+    assert web.stack.clients is not None
+    secret = web.stack.clients.secretsmanager.get_secret_value(SecretId=web.stack.ref("JwtSecret"))
+    service = TokenService(
+        secret=secret["SecretString"], issuer=claims["iss"], audience=claims["aud"], ttl_seconds=3600
+    )
+    user = User.model_validate(answer["user"])
+    expired = service.issue(user, now=time.time() - 7200, session_id=claims.get("sid"))
+    web.users["renewer"] = answer | {"token": expired}
+    refreshes: list[str] = []
+    page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/auth/refresh") else None)
+
+    # WHEN they open the UI: the library, the balance, the profile and the socket all want a token
+    signed_in(page, web, "renewer")
+
+    # THEN it is renewed once, and everything works without signing in again
+    expect(page.get_by_role("heading", name="Your library")).to_be_visible()
+    expect(page.get_by_role("link", name="Credits: 10")).to_be_visible()
+    expect(page.get_by_text("Live updates on")).to_be_visible()
+    assert len(refreshes) == 1
+    stored = json.loads(page.evaluate("localStorage.getItem('photopipe.session')"))
+    assert stored["token"] != expired
+    assert stored["refresh_token"] != answer["refresh_token"]  # rotated
+
+    # AND an access token the API calls expired mid-session (401 token_expired) is renewed, then retried
+    console.allow(401)
+    expired_once = {"left": 1}
+
+    def expire_once(route: Route) -> None:
+        if expired_once["left"]:
+            expired_once["left"] -= 1
+            body = {"error": {"code": "token_expired", "message": "the token has expired; log in again"}}
+            route.fulfill(status=401, json=body)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/v1/credits\?limit=1$"), expire_once)
+    with page.expect_response(lambda r: "/api/v1/credits?limit=1" in r.url and r.status == 200) as retried:
+        nav(page, "Buy credits")
+    assert retried.value.ok
+    expect(page.get_by_role("heading", name="Buy credits")).to_be_visible()
+    expect(page.get_by_text("Balance: 10 credits")).to_be_visible()
+    assert expired_once["left"] == 0
+    assert len(refreshes) == 2
+
+    # AND signing out ends the session on the server: its refresh token is refused afterwards
+    last = json.loads(page.evaluate("localStorage.getItem('photopipe.session')"))["refresh_token"]
+    with page.expect_response(lambda r: r.url.endswith("/auth/logout")) as logout:
+        page.get_by_role("button", name="Sign out").click()
+    assert logout.value.status == 204
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert web.api("POST", "/auth/refresh", json={"refresh_token": last}).status_code == 401
 
 
 def test_api_docs_render_under_their_csp(page: Page, web: WebStack) -> None:

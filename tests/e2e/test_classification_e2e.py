@@ -99,6 +99,7 @@ def test_classify_test_route_answers_through_the_same_caches_and_counts(
         json={"username": "classify-now", "email": "now@example.com", "password": "pw-12345678"},
     )
     token = reg.json()["token"]
+    wiring.set_admin("classify-now", env=live.stack.environment)  # global statistics are for admins
     before = live.get("/api/v1/stats/today", token=token).json()
     calls = len(fake.requests)
     photo = coffee_jpeg((1200, 800))

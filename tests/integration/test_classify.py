@@ -402,7 +402,9 @@ def test_classify_test_function_answers_its_sample_event_then_from_the_cache(
     assert json.loads(first["body"])["source"] == "llm"
     assert json.loads(second["body"])["source"] == "exact_cache"
     assert llm_calls(dashscope) == 1
-    _, today = api.call("GET", "/api/v1/stats/today", token=session["token"])
+    wiring.set_admin("now")  # the global statistics are for admins (`photopipe admin grant now`)
+    status, today = api.call("GET", "/api/v1/stats/today", token=session["token"])
+    assert status == 200, today
     assert (today["requests"], today["misses"], today["exact_hits"]) == (2, 1, 1)
 
     # AND an uploaded photo with the same bytes is classified from that cache entry, no model call

@@ -100,26 +100,38 @@ export async function signOut({ ended = false } = {}) {
     try {
       await request("POST", "/auth/logout", { auth: false, body: { refresh_token: current.refresh_token } });
     } catch {
-      // Signed out here either way; an old server without /auth/logout answers 404.
+      // Signed out in this tab either way (the tokens are gone from storage); the refresh token then
+      // lapses on its own (refresh_expires_in).
     }
   }
 }
 
-/** A new access token from the refresh token, once at a time; false when there is none or it is refused. */
+/**
+ * A new access token from the refresh token, one renewal at a time (callers that arrive meanwhile share
+ * it). Refresh tokens rotate and a spent one presented again ends the session everywhere, so another tab's
+ * renewal (same localStorage) is adopted instead of spending ours a second time. Answers true when there is
+ * a fresh token, false when the session is over; a network failure throws (the session stays).
+ */
 export async function refreshSession() {
   if (!session || !session.refresh_token) return false;
   if (!refreshing) {
     const spent = session;
     refreshing = (async () => {
       try {
+        const stored = readSession();
+        if (stored && stored.refresh_token && stored.refresh_token !== spent.refresh_token) {
+          setSession(stored); // another tab renewed it already
+          return true;
+        }
         const answer = await request("POST", "/auth/refresh", {
           auth: false,
           body: { refresh_token: spent.refresh_token },
         });
         startSession(answer, spent);
         return true;
-      } catch {
-        return false;
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 0) throw error;
+        return false; // refused (revoked, expired, reused): the caller ends the session
       } finally {
         refreshing = null;
       }
@@ -128,11 +140,36 @@ export async function refreshSession() {
   return refreshing;
 }
 
-/** The access token, refreshed first when it is about to expire (and a refresh token exists). */
+/** When an access token expires (ms): its JWT `exp` claim, else what the login answer said. */
+function expiresAt(current) {
+  try {
+    const part = current.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const exp = JSON.parse(atob(part)).exp;
+    if (typeof exp === "number") return exp * 1000;
+  } catch {
+    // not a JWT we can read: fall back to expires_in
+  }
+  return current.expires_at || 0;
+}
+
+/** The access token, renewed first when it is about to expire (and a refresh token exists). */
 export async function freshToken() {
-  if (session && session.refresh_token && session.expires_at - Date.now() < 60_000) await refreshSession();
+  if (session && session.refresh_token && expiresAt(session) - Date.now() < 60_000) {
+    try {
+      await refreshSession();
+    } catch {
+      // offline: send the old token; the request itself reports the network failure
+    }
+  }
   return session ? session.token : null;
 }
+
+// Another tab signed in, renewed or signed out: follow it, so no tab spends a rotated refresh token.
+window.addEventListener("storage", (event) => {
+  if (event.key !== SESSION_KEY) return;
+  session = readSession();
+  sessionListeners.forEach((fn) => fn(session));
+});
 
 // ------------------------------------------------------------------ requests
 async function errorFrom(response) {
@@ -148,10 +185,20 @@ async function errorFrom(response) {
   return new ApiError(response.status, `http_${response.status}`, message, body);
 }
 
+async function errorCode(response) {
+  try {
+    const body = await response.clone().json();
+    return (body && body.error && body.error.code) || null;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * One API call. `body` is sent as JSON unless it is a Blob/FormData (`raw`). A 401 with a refresh token
- * refreshes once and retries; a second 401 ends the session. Answers the parsed JSON (null for 204), or the
- * Response itself with `response: true`.
+ * One API call. `body` is sent as JSON unless it is a Blob/FormData (`raw`). A 401 `token_expired` renews
+ * the access token once (one renewal at a time, shared by concurrent calls) and retries; any other 401, or
+ * one after the renewal, ends the session. Answers the parsed JSON (null for 204), or the Response itself
+ * with `response: true`.
  */
 export async function request(
   method,
@@ -159,6 +206,7 @@ export async function request(
   { body, auth = true, headers = {}, response: wantResponse, outsideApi = false } = {},
 ) {
   const url = outsideApi ? path : `${apiBase()}${path}`;
+  let sentToken = null;
   const send = async () => {
     const h = { ...headers };
     let payload;
@@ -168,8 +216,8 @@ export async function request(
       payload = JSON.stringify(body);
     }
     if (auth) {
-      const token = await freshToken();
-      if (token) h.authorization = `Bearer ${token}`;
+      sentToken = await freshToken();
+      if (sentToken) h.authorization = `Bearer ${sentToken}`;
     }
     try {
       return await fetch(url, { method, headers: h, body: payload });
@@ -179,7 +227,11 @@ export async function request(
   };
   let res = await send();
   if (res.status === 401 && auth && session) {
-    if (await refreshSession()) res = await send();
+    if ((await errorCode(res)) === "token_expired") {
+      // Renewed meanwhile by a concurrent call: just retry with the new token.
+      const renewed = session && session.token !== sentToken ? true : await refreshSession();
+      if (renewed) res = await send();
+    }
     if (res.status === 401) {
       const error = await errorFrom(res);
       await signOut({ ended: true });

@@ -3,7 +3,7 @@ import { ApiError, api, apiBase, getSession, loadConfig, onSession, signOut, upd
 import { LANGUAGES, lang, onLang, setLang, t } from "./i18n.js";
 import { html, render, useEffect, useState } from "./lib.js";
 import { liveStatus, onLive, onLiveStatus, startLive, stopLive } from "./live.js";
-import { currentCredits, onCredits, refreshCredits } from "./shared.js";
+import { currentCredits, isAdmin, onCredits, refreshCredits, setCredits, setProfile, useProfile } from "./shared.js";
 import { FINAL_JOB_STATES, images, jobs, putImage, putJob } from "./store.js";
 import { AuthPage } from "./views/auth.js";
 import { BatchPage, EnhancePage, JobPage } from "./views/enhance.js";
@@ -38,12 +38,12 @@ onLive(async (message) => {
       } catch {
         // the job page shows what it has
       }
-      refreshCredits(); // a failed or cancelled job is refunded
     }
-  } else if (message.type === "credits.updated" || message.type === "order.updated") {
-    refreshCredits();
+  } else if (message.type === "credits.updated" && typeof message.balance === "number") {
+    setCredits(message.balance);
   } else if (message.type === "live.reconnected") {
     // Catch up once on what may have been missed while the connection was down.
+    refreshCredits();
     for (const id of [...document.querySelectorAll("[data-image-id]")].map((el) => el.dataset.imageId)) {
       const record = images.get(id);
       if (record && record.state !== "classified") {
@@ -118,8 +118,8 @@ function Header({ session, route }) {
   const user = session && session.user;
   const link = (name, href, label) =>
     html`<a href=${href} aria-current=${route.name === name ? "page" : undefined}>${label}</a>`;
-  // Until users carry an admin flag, every signed-in user may try the statistics (the API decides).
-  const mayReadStats = !user || user.admin === undefined || user.admin === true;
+  useProfile(); // re-render when GET /profile answers: the admin flag may differ from the stored session's
+  const mayReadStats = isAdmin(session);
   return html`<header class="top">
     <a class="skip" href="#main">${t("skip_to_content")}</a>
     <div class="brand"><a href="#/">${t("app_name")}</a></div>
@@ -170,12 +170,19 @@ function App() {
   useEffect(() => {
     if (!session) {
       stopLive();
+      setProfile(null);
       return;
     }
     setEnded(false);
     startLive();
     refreshCredits();
-    api.get("/profile").then((answer) => answer && answer.user && updateUser(answer.user), () => {});
+    api.get("/profile").then(
+      (answer) => {
+        setProfile(answer);
+        if (answer && answer.user) updateUser(answer.user);
+      },
+      (error) => setProfile({ user: session.user, error }), // the pages that need it say what went wrong
+    );
   }, [session && session.user && session.user.user_id]);
 
   if (!session) {

@@ -1,13 +1,21 @@
 // Small shared pieces: error and status boxes, state badges, progress, the before/after slider, charts.
+import * as fmt from "./format.js";
 import { categoryLabel, t } from "./i18n.js";
 import { html, useEffect, useRef, useState } from "./lib.js";
 
+/**
+ * An API failure in the API's own words, with what the person can do about it: a limit's reset time
+ * (429 `error.limit` / `resets_at`), a link to buy credits (402 insufficient_credits).
+ */
 export function ErrorBox({ error, onDismiss }) {
   if (!error) return null;
   const text = typeof error === "string" ? error : error.message || String(error);
   const code = typeof error === "object" && error.code && error.code !== "network_error" ? error.code : null;
+  const detail = (typeof error === "object" && error.body && error.body.error) || {};
   return html`<div class="notice error" role="alert">
     <p><strong>${t("error")}:</strong> ${text}${code ? html` <code>(${code})</code>` : null}</p>
+    ${detail.resets_at ? html`<p>${t("limit_resets", { time: fmt.when(detail.resets_at) })}</p>` : null}
+    ${code === "insufficient_credits" ? html`<p><a href="#/buy">${t("buy_more_credits")}</a></p>` : null}
     ${onDismiss ? html`<button type="button" class="link" onClick=${onDismiss}>${t("dismiss")}</button>` : null}
   </div>`;
 }

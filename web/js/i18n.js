@@ -201,6 +201,7 @@ const en = {
   order_failed: "failed",
   check_payment: "I have paid: check",
   sandbox_pay: "Pay in the sandbox",
+  sandbox_sent: "The sandbox sent its payment notice; waiting for the confirmation…",
   payments_off: "Payments are not configured on this server.",
   qr_label: "QR code for WeChat Pay",
   expires: "Expires {time}",
@@ -210,6 +211,8 @@ const en = {
   network_error: "Cannot reach the server. Check your connection and try again.",
   not_found: "Not found.",
   dismiss: "Dismiss",
+  limit_resets: "The limit resets at {time}.",
+  buy_more_credits: "Buy credits",
   page_not_found: "There is no page here.",
 };
 
@@ -404,6 +407,7 @@ const zh = {
   order_failed: "失败",
   check_payment: "我已支付：查询",
   sandbox_pay: "在沙箱中支付",
+  sandbox_sent: "沙箱已发送支付通知，正在等待确认…",
   payments_off: "此服务器未配置支付。",
   qr_label: "微信支付二维码",
   expires: "{time} 过期",
@@ -412,6 +416,8 @@ const zh = {
   network_error: "无法连接服务器，请检查网络后重试。",
   not_found: "未找到。",
   dismiss: "关闭",
+  limit_resets: "该限额将于 {time} 重置。",
+  buy_more_credits: "购买点数",
   page_not_found: "这里没有页面。",
 };
 

@@ -1,5 +1,7 @@
 // Buy credits: the price list, a WeChat Pay Native order shown as a QR code drawn here from its code_url,
-// and the order's state (pushed over the live updates, or asked for when the person says they have paid).
+// and the order's state: order.updated over the live updates (or asked for when the person says they have
+// paid), the balance from credits.updated. On the local stack (config.json's wechat_sandbox) the sandbox's
+// "pay" button makes WeChat Pay's sandbox send its signed notify to the real callback.
 import { api, getConfig, sandboxPay } from "../api.js";
 import { ErrorBox, Notice } from "../components.js";
 import * as fmt from "../format.js";
@@ -27,25 +29,31 @@ export function BuyPage() {
     api.get("/payments/packages", { auth: false }).then(setPackages, setError);
     refreshCredits();
   }, []);
+  const [sandboxSent, setSandboxSent] = useState(false);
   const check = async (id) => {
     try {
-      const fresh = await api.get(`/payments/orders/${encodeURIComponent(id)}`);
-      setOrder(fresh);
-      if (fresh.state === "paid") refreshCredits();
+      setOrder(await api.get(`/payments/orders/${encodeURIComponent(id)}`));
     } catch (e) {
       setError(e);
     }
   };
+  const orderId = order && order.order_id;
   useEffect(
     () =>
       onLive((message) => {
-        if (order && (message.type === "order.updated" || message.type === "credits.updated")) check(order.order_id);
+        if (!orderId) return;
+        if (message.type === "order.updated" && message.order_id === orderId) {
+          setOrder((known) => (known && known.order_id === orderId ? { ...known, state: message.state } : known));
+        } else if (message.type === "live.reconnected") {
+          check(orderId); // catch up on what the dropped connection may have missed
+        }
       }),
-    [order && order.order_id],
+    [orderId],
   );
 
   async function buy(pkg) {
     setError(null);
+    setSandboxSent(false);
     try {
       setOrder(await api.post("/payments/orders", { package_id: pkg.package_id, method: "native" }));
     } catch (e) {
@@ -54,9 +62,10 @@ export function BuyPage() {
   }
 
   async function payInSandbox() {
+    setError(null);
     try {
-      await sandboxPay(order.order_id);
-      await check(order.order_id);
+      await sandboxPay(order.order_id); // the notify goes to the callback; order.updated follows
+      setSandboxSent(true);
     } catch (e) {
       setError(e);
     }
@@ -92,10 +101,15 @@ export function BuyPage() {
               ? html`<p>${t("scan_to_pay", { price: price(order.amount) })}</p>
                   <${Qr} text=${order.code_url} />
                   <p class="muted">${t("expires", { time: fmt.when(order.expires_at) })}</p>
-                  <button type="button" onClick=${() => check(order.order_id)}>${t("check_payment")}</button>
-                  ${getConfig().wechat_sandbox
-                    ? html` <button type="button" onClick=${payInSandbox}>${t("sandbox_pay")}</button>`
-                    : null}`
+                  <div class="actions">
+                    <button type="button" onClick=${() => check(order.order_id)}>${t("check_payment")}</button>
+                    ${getConfig().wechat_sandbox
+                      ? html`<button type="button" onClick=${payInSandbox} disabled=${sandboxSent}>
+                          ${t("sandbox_pay")}
+                        </button>`
+                      : null}
+                  </div>
+                  ${sandboxSent ? html`<p class="muted" role="status">${t("sandbox_sent")}</p>` : null}`
               : null}
         </div>`
       : null}

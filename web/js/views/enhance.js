@@ -4,7 +4,7 @@ import { api, request } from "../api.js";
 import { BeforeAfter, ErrorBox, Notice, ProgressBar } from "../components.js";
 import { t } from "../i18n.js";
 import { html, useEffect, useState } from "../lib.js";
-import { go, refreshCredits } from "../shared.js";
+import { go } from "../shared.js";
 import { FINAL_JOB_STATES, images, jobs, putImage, putJob, useStore } from "../store.js";
 import { saveBlob } from "../zip.js";
 
@@ -26,13 +26,11 @@ export function EnhancePage({ id, params }) {
     try {
       if (ids.length === 1) {
         const job = await api.post("/enhance", { image_id: ids[0], params: chosen });
-        putJob(job);
-        refreshCredits();
+        putJob(job); // the header's balance follows with credits.updated
         go(`/job/${encodeURIComponent(job.job_id)}`);
       } else {
         const batch = await api.post("/enhance/batch", { image_ids: ids, params: chosen });
         batch.jobs.forEach(putJob);
-        refreshCredits();
         go(`/batch/${encodeURIComponent(batch.batch_id)}`);
       }
     } catch (e) {
@@ -99,8 +97,7 @@ export function JobPage({ id }) {
   async function cancel() {
     try {
       const answer = await api.del(`/enhance/${encodeURIComponent(id)}`);
-      if (answer) putJob(answer);
-      refreshCredits();
+      if (answer) putJob(answer); // the refund arrives as credits.updated
     } catch (e) {
       setError(e);
     }

@@ -1,10 +1,12 @@
 // Statistics (administrators): today's figures, photos per category, the 7-day trend, the prompt in use and
-// the GPU fleet, refreshed every 30 s. A plain user is told the page is not for them (403 admin_only).
+// the GPU fleet, refreshed every 30 s. Nothing is asked for until GET /profile says the user is an admin
+// (the API answers anyone else 403 admin_only): a plain user is told the page is not for them.
 import { api } from "../api.js";
 import { BarChart, ErrorBox, Notice, TrendChart } from "../components.js";
 import * as fmt from "../format.js";
 import { categoryLabel, t } from "../i18n.js";
 import { html, useEffect, useState } from "../lib.js";
+import { isAdmin, useProfile } from "../shared.js";
 
 const REFRESH_MS = 30_000;
 
@@ -19,14 +21,22 @@ async function loadAll() {
   return { today, cache, categories, prompt, fleet, at: new Date() };
 }
 
+/** A message whose `backticked` parts are commands: shown as code, not with the backticks. */
+function withCode(text) {
+  return text.split("`").map((part, i) => (i % 2 ? html`<code>${part}</code>` : part));
+}
+
 function Figure({ label, value }) {
   return html`<div class="figure"><dt>${label}</dt><dd>${value}</dd></div>`;
 }
 
 export function StatsPage({ session }) {
+  const profile = useProfile();
+  const admin = profile !== null && isAdmin(session);
   const [data, setData] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
+    if (!admin) return undefined;
     let stopped = false;
     const refresh = () =>
       loadAll().then(
@@ -43,13 +53,19 @@ export function StatsPage({ session }) {
       stopped = true;
       clearInterval(timer);
     };
-  }, []);
+  }, [admin]);
 
-  if (error && error.status === 403) {
+  if (profile === null) {
+    return html`<section><h1>${t("stats_title")}</h1><p role="status">${t("loading")}</p></section>`;
+  }
+  if (profile.error && !admin) {
+    return html`<section><h1>${t("stats_title")}</h1><${ErrorBox} error=${profile.error} /></section>`;
+  }
+  if (!admin || (error && error.code === "admin_only")) {
     const user = (session && session.user && session.user.username) || "USERNAME";
     return html`<section>
       <h1>${t("stats_title")}</h1>
-      <${Notice} kind="warning">${t("stats_admin_only", { user })}</${Notice}>
+      <${Notice} kind="warning">${withCode(t("stats_admin_only", { user }))}</${Notice}>
     </section>`;
   }
   if (!data) {
