@@ -140,14 +140,16 @@ class WebStack:
         return str(created["image_id"])
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session: the stack, its environment (the fake model, the model dir) and its pollers end
+# with this module, so the test files xdist runs after it in the same process never see them.
+@pytest.fixture(scope="module")
 def fake_llm() -> Iterator[FakeDashScope]:
     with FakeDashScope(api_key=KEY) as server:
         server.responder = answer_for
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What `photopipe models export --reduced` writes: the real architecture, narrow, random weights."""
     from photopipe_export.arch import GfpganConfig
@@ -160,7 +162,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def web(fake_llm: FakeDashScope, model_dir: Path) -> Iterator[WebStack]:
     wiring.reset()
     parameters.clear_caches()
@@ -179,13 +181,13 @@ def web(fake_llm: FakeDashScope, model_dir: Path) -> Iterator[WebStack]:
 
 
 # ------------------------------------------------------------------ the browser
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
