@@ -179,7 +179,8 @@ def test_a_bad_token_is_refused_at_the_handshake(live: LiveStack, token: Any) ->
 
     assert refused.value.response.status_code == 401
     assert json.loads(refused.value.response.body or b"{}") == {"message": "Unauthorized"}
-    assert _connections(live) == before
+    # no connection was recorded (one an earlier test closed may still be on its way out meanwhile)
+    assert set(_connections(live)) - set(before) == set()
 
 
 def test_the_same_token_signed_properly_is_accepted(live: LiveStack) -> None:
