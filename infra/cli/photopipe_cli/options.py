@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,5 +32,13 @@ StateFileOption = Annotated[
     typer.Option(
         help="The running local stack's state file (default: .photopipe/local-stack.json beside the template).",
         show_default=False,
+    ),
+]
+
+# One local photo to read (`compress IN`, `restore IN`).
+PhotoIn = Annotated[
+    Path,
+    typer.Argument(
+        metavar="IN", exists=True, dir_okay=False, readable=True, help="A photo, any accepted format."
     ),
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from photopipe_cli.commands.upload import MaxSide
-from photopipe_cli.options import JsonOption
+from photopipe_cli.options import JsonOption, PhotoIn
 
 
 def register(app: typer.Typer) -> None:
@@ -16,12 +16,7 @@ def register(app: typer.Typer) -> None:
 
 
 def compress(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            metavar="IN", exists=True, dir_okay=False, readable=True, help="A photo, any accepted format."
-        ),
-    ],
+    source: PhotoIn,
     output: Annotated[
         Path | None,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from photopipe_cli.commands.enhance import Quality, Scale, TileSize, params_of
-from photopipe_cli.options import JsonOption
+from photopipe_cli.options import JsonOption, PhotoIn
 
 DEFAULT_MODEL_DIR = Path("models/gfpgan")
 
@@ -18,12 +18,7 @@ def register(app: typer.Typer) -> None:
 
 
 def restore(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            metavar="IN", exists=True, dir_okay=False, readable=True, help="A photo, any accepted format."
-        ),
-    ],
+    source: PhotoIn,
     output: Annotated[
         Path | None,
         typer.Option(
